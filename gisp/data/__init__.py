@@ -1,0 +1,26 @@
+"""Calibration and evaluation data: reading files into records, and records into examples."""
+
+from gisp.data.examples import ChoiceExample, Example, SequenceExample, build_examples
+from gisp.data.records import (
+    ChoiceRecord,
+    CompletionRecord,
+    DatasetInfo,
+    Record,
+    TextRecord,
+    inspect_dataset,
+    read_records,
+)
+
+__all__ = [
+    "ChoiceExample",
+    "ChoiceRecord",
+    "CompletionRecord",
+    "DatasetInfo",
+    "Example",
+    "Record",
+    "SequenceExample",
+    "TextRecord",
+    "build_examples",
+    "inspect_dataset",
+    "read_records",
+]

@@ -1,0 +1,6 @@
+"""Pruning methods: how a step orders the candidate units for removal. Registered by name."""
+
+from gisp.methods import gisp as _gisp  # noqa: F401
+from gisp.methods.base import MethodContext, PruningMethod, get_method, method_names, register_method
+
+__all__ = ["MethodContext", "PruningMethod", "get_method", "method_names", "register_method"]

@@ -1,0 +1,83 @@
+"""The pruning-method interface.
+
+A method sees the current (already sliced) model and returns the order in which its candidate
+units should go, least important first. The pruner owns the schedule, target hitting, slicing
+and bookkeeping, so every method yields the same trajectory format.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gisp.adapters import ArchitectureAdapter
+from gisp.errors import ConfigError
+from gisp.objectives import Batch, Objective
+from gisp.structure import Structure, Unit
+
+
+@dataclass
+class MethodContext:
+    model: nn.Module
+    adapter: ArchitectureAdapter
+    objective: Objective
+    batches: list[Batch]
+    device: torch.device
+    structure: Structure  # what the model keeps now
+    candidates: list[Unit]  # units that may be removed (alive, not in a protected layer)
+    importance: str
+    normalization: str
+    seed: int
+    step: int
+
+
+@dataclass
+class Ranking:
+    order: list[Unit]  # a permutation of the candidates, removal first
+    loss: float | None  # calibration objective, if the method computed it
+
+
+class PruningMethod(ABC):
+    name: str = ""
+    iterative: bool = True  # False: the whole schedule is one step, whatever `steps` says
+
+    @abstractmethod
+    def rank(self, ctx: MethodContext) -> Ranking: ...
+
+
+_METHODS: dict[str, type[PruningMethod]] = {}
+
+
+def register_method(cls: type[PruningMethod]) -> type[PruningMethod]:
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> PruningMethod:
+    try:
+        return _METHODS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"unknown method {name!r}; choose one of {', '.join(method_names())}", field="method"
+        ) from None
+
+
+def scores_by_unit(structure: Structure, scores: dict) -> dict[Unit, float]:
+    """Map per-position score tensors of the current model to base-model units."""
+    out: dict[Unit, float] = {}
+    for (layer, kind), values in scores.items():
+        for position, unit_index in enumerate(structure.kept(kind)[layer]):
+            out[Unit(layer, kind, unit_index)] = float(values[position])
+    return out
+
+
+def ascending(candidates: list[Unit], score: dict[Unit, float]) -> list[Unit]:
+    """Candidates by score, lowest first; ties broken by position so the order is deterministic."""
+    return sorted(candidates, key=lambda u: (score[u], u.layer, u.kind, u.index))

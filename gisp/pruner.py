@@ -1,0 +1,162 @@
+"""The iterative loop: rank, remove up to the step's goal (recording every target crossed),
+slice the model, repeat on the smaller model. One loop serves every method."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from gisp.config import PruneSettings
+from gisp.data import Example
+from gisp.errors import ConfigError, PruningStopped
+from gisp.masking import structure_masks, unit_masks
+from gisp.methods import MethodContext, get_method
+from gisp.models import LoadedModel
+from gisp.objectives import get_objective
+from gisp.schedule import linear_goals, nearest_count
+from gisp.structure import KINDS, Structure, Unit
+from gisp.trajectory import CheckpointRecord, Trajectory
+
+
+@dataclass
+class StepReport:
+    step: int
+    total_steps: int
+    sparsity: float  # achieved after this step
+    loss: float | None  # calibration objective before this step's removal
+    seconds: float
+    removed_units: int
+
+
+class PruneObserver:
+    """Hooks a caller can override; the defaults do nothing."""
+
+    def should_stop(self) -> bool:
+        """Asked before every step; True stops the run between steps (PruningStopped)."""
+        return False
+
+    def on_checkpoint(self, record: CheckpointRecord, model: torch.nn.Module) -> dict[str, float]:
+        """`model` computes exactly the checkpoint's subnetwork while this runs; return its metrics."""
+        return {}
+
+    def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
+        """Called after every step with the state to persist for a resume."""
+
+
+def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
+    method = get_method(settings.method)
+    return Trajectory(
+        base_model=loaded.source,
+        base_revision=loaded.revision,
+        arch=loaded.adapter.spec,
+        base_config=loaded.model.config.to_dict(),
+        data_sha256=data_sha256,
+        objective=settings.objective,
+        settings=settings.to_dict(),
+        total_steps=settings.steps if method.iterative else 1,
+    )
+
+
+def _check_reachable(settings: PruneSettings, loaded: LoadedModel) -> None:
+    spec = loaded.adapter.spec
+    for layer in settings.protect_layers:
+        if not 0 <= layer < spec.num_layers:
+            raise ConfigError(
+                f"protected layer {layer} does not exist (the model has {spec.num_layers})", field="protect_layers"
+            )
+    protected = len(set(settings.protect_layers)) * sum(spec.units(k) * spec.unit_params(k) for k in KINDS)
+    reachable = 1.0 - protected / spec.prunable_params
+    if max(settings.targets) > reachable + 1e-9:
+        raise ConfigError(
+            f"target {max(settings.targets):g} is unreachable: protected layers cap sparsity at {reachable:.3f}",
+            field="targets",
+        )
+
+
+def prune(
+    loaded: LoadedModel,
+    examples: list[Example],
+    settings: PruneSettings,
+    trajectory: Trajectory,
+    observer: PruneObserver | None = None,
+) -> Trajectory:
+    """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes."""
+    observer = observer or PruneObserver()
+    _check_reachable(settings, loaded)
+    model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
+    method, objective = get_method(settings.method), get_objective(settings.objective)
+    device = next(model.parameters()).device
+    pad_id = loaded.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = loaded.tokenizer.eos_token_id or 0
+    batches = objective.batches(examples, settings.batch_size, pad_id)
+    goals = linear_goals(max(settings.targets), trajectory.total_steps)
+    structure = trajectory.structure or Structure.full(spec)
+    if trajectory.structure is not None:
+        adapter.slice_model(model, Structure.full(spec), structure)
+    protected = set(settings.protect_layers)
+    recorded = {round(c.target, 6) for c in trajectory.checkpoints}
+    total = spec.prunable_params
+
+    for step in range(trajectory.completed_steps + 1, trajectory.total_steps + 1):
+        if observer.should_stop():
+            raise PruningStopped(f"stopped before step {step} of {trajectory.total_steps}")
+        started = time.perf_counter()
+        candidates = [
+            Unit(layer, kind, index)
+            for kind in KINDS
+            for layer, kept in enumerate(structure.kept(kind))
+            if layer not in protected
+            for index in kept
+        ]
+        ranking = method.rank(
+            MethodContext(
+                model,
+                adapter,
+                objective,
+                batches,
+                device,
+                structure,
+                candidates,
+                settings.importance,
+                settings.normalization,
+                settings.seed,
+                step,
+            )
+        )
+        order = ranking.order
+        sizes = [spec.unit_params(u.kind) for u in order]
+        removed_before = total - structure.kept_params(spec)
+        goal = goals[step - 1]
+        count = 0
+        for target in [t for t in settings.targets if t not in recorded and t <= goal + 1e-9]:
+            count = nearest_count(sizes, removed_before, target * total, start=count)
+            kept = structure.without(order[:count])
+            record = CheckpointRecord(
+                target=target,
+                sparsity=kept.sparsity(spec),
+                parameter_count=kept.total_params(spec),
+                prunable_parameter_count=kept.kept_params(spec),
+                flops_per_token=kept.flops_per_token(spec),
+                step=step,
+                loss=ranking.loss if ranking.loss is not None else float("nan"),
+                structure=kept,
+            )
+            with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
+                record.metrics = observer.on_checkpoint(record, model)
+            trajectory.checkpoints.append(record)
+            recorded.add(target)
+        count = nearest_count(sizes, removed_before, goal * total, start=count)
+        new_structure = structure.without(order[:count])
+        adapter.slice_model(model, structure, new_structure)
+        structure = new_structure
+        seconds = time.perf_counter() - started
+        trajectory.completed_steps = step
+        trajectory.structure = structure
+        trajectory.elapsed_seconds += seconds
+        observer.on_step(
+            StepReport(step, trajectory.total_steps, structure.sparsity(spec), ranking.loss, seconds, count), trajectory
+        )
+    return trajectory

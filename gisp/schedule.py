@@ -1,0 +1,28 @@
+"""The linear schedule and exact target hitting.
+
+Step k of S aims at max_target·k/S. Within a step units go in rank order; a goal (a step end or a
+requested target) is met by the removal count whose removed parameters come nearest to it, so
+every target is hit to within one unit and every recorded structure is nested in the one before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def linear_goals(max_target: float, steps: int) -> list[float]:
+    return [max_target * k / steps for k in range(1, steps + 1)]
+
+
+def nearest_count(unit_params: Sequence[int], already_removed: int, goal_params: float, start: int = 0) -> int:
+    """How many of `unit_params` (in order, from `start`) to remove so that the removed total
+    comes nearest to `goal_params`. Never fewer than `start`."""
+    removed = already_removed + sum(unit_params[:start])
+    count = start
+    while count < len(unit_params):
+        after = removed + unit_params[count]
+        if abs(after - goal_params) < abs(removed - goal_params):
+            removed, count = after, count + 1
+        else:
+            break
+    return count
