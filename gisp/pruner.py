@@ -3,6 +3,7 @@ slice the model, repeat on the smaller model. One loop serves every method."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: st
         base_model=loaded.source,
         base_revision=loaded.revision,
         arch=loaded.adapter.spec,
-        base_config=loaded.model.config.to_dict(),
+        base_config=json.loads(loaded.model.config.to_json_string(use_diff=False)),
         data_sha256=data_sha256,
         objective=settings.objective,
         settings=settings.to_dict(),

@@ -1,0 +1,117 @@
+"""The schedule: exact targets, nestedness, importance recomputed on the pruned model, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from gisp.config import PruneSettings
+from gisp.errors import ConfigError, PruningStopped
+from gisp.pruner import PruneObserver, StepReport, new_trajectory, prune
+from gisp.schedule import nearest_count
+from gisp.structure import Structure
+from gisp.trajectory import Trajectory
+from tests.engine.tiny import FAMILIES, random_examples, tiny_model
+
+TARGETS = [0.1, 0.25, 0.5, 0.7]
+
+
+def run_tiny(family: str, steps: int = 4, **kw) -> Trajectory:
+    loaded = tiny_model(family)
+    settings = PruneSettings(targets=kw.pop("targets", TARGETS), steps=steps, batch_size=4, **kw)
+    trajectory = new_trajectory(loaded, settings, "0" * 64)
+    return prune(loaded, random_examples(8, 16), settings, trajectory)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_targets_hit_within_one_unit_and_nested(family: str) -> None:
+    trajectory = run_tiny(family)
+    spec = trajectory.arch
+    biggest_unit = max(spec.unit_params("attn"), spec.unit_params("mlp"))
+    assert [r.target for r in trajectory.checkpoints] == TARGETS
+    previous = Structure.full(spec)
+    for record in trajectory.checkpoints:
+        removed = spec.prunable_params - record.structure.kept_params(spec)
+        assert abs(removed - record.target * spec.prunable_params) <= biggest_unit / 2
+        assert record.structure.is_subset_of(previous)
+        assert record.parameter_count == record.structure.total_params(spec)
+        previous = record.structure
+    assert trajectory.completed_steps == trajectory.total_steps == 4
+    assert abs(trajectory.structure.sparsity(spec) - 0.7) * spec.prunable_params <= biggest_unit / 2
+
+
+def test_nearest_count_picks_the_closest_prefix() -> None:
+    assert nearest_count([10, 10, 10], 0, 14) == 1
+    assert nearest_count([10, 10, 10], 0, 16) == 2
+    assert nearest_count([10, 10, 10], 0, 100) == 3
+    assert nearest_count([10, 10, 10], 5, 14, start=1) == 1  # never fewer than start
+
+
+def test_trajectory_round_trips_through_json(tmp_path) -> None:
+    trajectory = run_tiny("llama-gqa", steps=2, targets=[0.3])
+    trajectory.save(tmp_path / "t.json")
+    loaded = Trajectory.load(tmp_path / "t.json")
+    assert loaded.to_dict() == trajectory.to_dict()
+    assert loaded.checkpoint(0.3).structure.attn == trajectory.checkpoint(0.3).structure.attn
+
+
+def test_importance_is_recomputed_on_the_pruned_model() -> None:
+    """Iterating must differ from ranking once: with 8 steps the 0.5 structure is not the one-shot one."""
+    iterative = run_tiny("llama-gqa", steps=8, targets=[0.5]).checkpoints[0].structure
+    oneshot = run_tiny("llama-gqa", steps=8, targets=[0.5], method="oneshot").checkpoints[0].structure
+    assert iterative.to_dict() != oneshot.to_dict()
+
+
+class StopAfter(PruneObserver):
+    def __init__(self, steps: int) -> None:
+        self.steps, self.saved = steps, None
+
+    def should_stop(self) -> bool:
+        return self.saved is not None and self.saved["completed_steps"] >= self.steps
+
+    def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
+        self.saved = trajectory.to_dict()
+
+
+def test_resume_after_stop_gives_the_same_checkpoints() -> None:
+    settings = PruneSettings(targets=[0.2, 0.5], steps=5, batch_size=4)
+    examples = random_examples(8, 16)
+    uninterrupted = new_trajectory(tiny_model("qwen2"), settings, "0" * 64)
+    prune(tiny_model("qwen2"), examples, settings, uninterrupted)
+
+    observer = StopAfter(3)
+    with pytest.raises(PruningStopped):
+        prune(
+            tiny_model("qwen2"), examples, settings, new_trajectory(tiny_model("qwen2"), settings, "0" * 64), observer
+        )
+    partial = Trajectory.from_dict(observer.saved)
+    assert partial.completed_steps == 3 and len(partial.checkpoints) == 1
+    resumed = prune(tiny_model("qwen2"), examples, settings, partial)  # a fresh base model, as after a crash
+    assert [c.structure.to_dict() for c in resumed.checkpoints] == [
+        c.structure.to_dict() for c in uninterrupted.checkpoints
+    ]
+
+
+def test_protected_layers_stay_whole_and_cap_sparsity() -> None:
+    trajectory = run_tiny("llama-gqa", targets=[0.4], protect_layers=[0])
+    structure = trajectory.checkpoints[0].structure
+    assert len(structure.attn[0]) == 2 and len(structure.mlp[0]) == 24
+    with pytest.raises(ConfigError, match="unreachable"):
+        run_tiny("llama-gqa", targets=[0.9], protect_layers=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("targets", {"targets": [1.2]}),
+        ("targets", {"targets": [0.0]}),
+        ("steps", {"targets": [0.2], "steps": 0}),
+        ("objective", {"targets": [0.2], "objective": "nope"}),
+        ("normalization", {"targets": [0.2], "normalization": "nope"}),
+        ("importance", {"targets": [0.2], "importance": "nope"}),
+        ("method", {"targets": [0.2], "method": "nope"}),
+    ],
+)
+def test_bad_settings_name_the_field(field: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigError) as info:
+        PruneSettings(**kwargs)
+    assert info.value.field == field
