@@ -1,0 +1,283 @@
+"""A small typed client for the gisp service's HTTP API (one method per endpoint of the contract).
+
+Transport failures are retried only where a retry cannot duplicate work: GETs, and POSTs that carry
+an Idempotency-Key. Downloads resume with `Range` + `If-Range` and are checked against the ETag.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+
+from client.archive import etag_digest, extract_archive, verify_sha256
+from client.errors import GispAPIError, GispClientError
+from client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+RETRIES = 3
+
+
+class GispClient:
+    """`GispClient(url, api_key)`; use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> GispClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send, retrying transport errors when safe; raise GispAPIError on a 4xx/5xx answer."""
+        safe = method in ("GET", "HEAD") if retry is None else retry
+        for attempt in range(RETRIES):
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.ConnectError as exc:  # nothing reached the server: always safe to retry
+                if attempt == RETRIES - 1:
+                    raise GispClientError(f"cannot reach the gisp service at {self.url}: {exc}") from exc
+            except httpx.TransportError as exc:
+                if not safe or attempt == RETRIES - 1:
+                    raise GispClientError(f"{method} {self.url}{path} failed: {exc!r}") from exc
+            time.sleep(0.5 * 2**attempt)
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def _pages(self, path: str, params: dict[str, Any], cursor: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
+        """Yield the items of a `{"data", "has_more"}` list, following the `after` cursor."""
+        params = {k: v for k, v in params.items() if v is not None}
+        while True:
+            page = self._json("GET", path, params=params)
+            items = page.get("data", [])
+            yield from items
+            if not page.get("has_more") or not items:
+                return
+            params["after"] = cursor(items[-1])
+
+    # -- health -----------------------------------------------------------------------------
+
+    def healthz(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", "/healthz"))
+
+    def ready(self) -> bool:
+        """True when /readyz answers 200 (database and broker reachable)."""
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+        """Upload a calibration/evaluation file (.txt or .jsonl); the server validates it."""
+        source = Path(path)
+        if not source.is_file():
+            raise GispClientError(f"data file {str(source)!r} does not exist")
+        data = {"name": name} if name else None
+        with source.open("rb") as fh:
+            files = {"file": (source.name, fh, "application/octet-stream")}
+            return cast(Dataset, self._json("POST", "/v1/datasets", files=files, data=data))
+
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        return cast(Dataset, self._json("GET", f"/v1/datasets/{dataset_id}"))
+
+    def list_datasets(self) -> Iterator[Dataset]:
+        return self._pages("/v1/datasets", {}, lambda item: item["id"])
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def create_job(self, *, idempotency_key: str | None = None, **fields: Any) -> Job:
+        """Submit a job (fields as in the contract: model, dataset_id, targets, ...).
+
+        With an `idempotency_key`, transport failures are retried: the server answers a repeat
+        with the job it already made.
+        """
+        body = {k: v for k, v in fields.items() if v is not None}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return cast(Job, self._json("POST", "/v1/jobs", json=body, headers=headers, retry=idempotency_key is not None))
+
+    def get_job(self, job_id: str) -> Job:
+        return cast(Job, self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def list_jobs(self, status: str | None = None, page_size: int | None = None) -> Iterator[Job]:
+        """Every job of this tenant (newest first, as the server orders them), page by page."""
+        return self._pages("/v1/jobs", {"status": status, "limit": page_size}, lambda item: item["id"])
+
+    def cancel_job(self, job_id: str) -> Job:
+        return cast(Job, self._json("POST", f"/v1/jobs/{job_id}/cancel", retry=True))
+
+    def events(self, job_id: str, after: int = 0) -> list[Event]:
+        """The job's events with `seq > after`, all pages."""
+        return list(self._pages(f"/v1/jobs/{job_id}/events", {"after": after}, lambda item: item["seq"]))
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job reaches succeeded/failed/cancelled; `on_update` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise GispClientError(f"job {job_id} still {job['status']} after {timeout:g} s")
+            time.sleep(poll)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The job's checkpoints, sorted by target sparsity."""
+        return list(self._pages(f"/v1/jobs/{job_id}/checkpoints", {}, lambda item: item["id"]))
+
+    def get_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        return cast(Checkpoint, self._json("GET", f"/v1/checkpoints/{checkpoint_id}"))
+
+    def select(
+        self,
+        job_id: str,
+        *,
+        max_params: int | None = None,
+        max_bytes: int | None = None,
+        max_flops_per_token: int | None = None,
+    ) -> Checkpoint:
+        """The least-pruned checkpoint within every given bound (GispAPIError 404 when none fits)."""
+        params = {"max_params": max_params, "max_bytes": max_bytes, "max_flops_per_token": max_flops_per_token}
+        params = {k: v for k, v in params.items() if v is not None}
+        if not params:
+            raise GispClientError("select needs at least one of max_params, max_bytes, max_flops_per_token")
+        return cast(Checkpoint, self._json("GET", f"/v1/jobs/{job_id}/checkpoints/select", params=params))
+
+    def download(
+        self,
+        checkpoint_id: str,
+        out_dir: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[int, int | None], None] | None = None,
+        attempts: int = 5,
+    ) -> Path:
+        """Fetch the checkpoint's tar, verify sha256 == ETag, extract it into `out_dir` (absent or empty).
+
+        The tar is streamed to a temp file beside `out_dir`; an interrupted transfer resumes from
+        the bytes already on disk (`Range: bytes=N-` with `If-Range: <etag>`), and starts over if
+        the server answers 200 because the representation changed.
+        """
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tar.part", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                etag = self._fetch(f"/v1/checkpoints/{checkpoint_id}/download", fh, on_progress, attempts)
+                fh.flush()
+                os.fsync(fh.fileno())
+            expected = etag_digest(etag)
+            if expected is None:
+                raise GispClientError("the server sent no ETag, so the download cannot be verified")
+            verify_sha256(part, expected)
+            return extract_archive(part, out)
+        finally:
+            Path(part).unlink(missing_ok=True)
+
+    def _fetch(
+        self, path: str, fh: Any, on_progress: Callable[[int, int | None], None] | None, attempts: int
+    ) -> str | None:
+        """Stream `path` into `fh`, resuming on transport errors; returns the ETag."""
+        etag: str | None = None
+        total: int | None = None
+        received = 0
+        for attempt in range(attempts):
+            headers = {"Accept": "application/x-tar"}
+            if received and etag:
+                headers.update({"Range": f"bytes={received}-", "If-Range": etag})
+            try:
+                with self._http.stream("GET", path, headers=headers) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _api_error(response)
+                    if response.status_code == 206 and received:
+                        start, total = _content_range(response.headers.get("content-range"))
+                        if start != received:
+                            raise GispClientError(f"server resumed at byte {start}, expected {received}")
+                    else:  # a full body: first request, or the archive changed since the first one
+                        fh.seek(0)
+                        fh.truncate()
+                        received = 0
+                        etag = response.headers.get("etag")
+                        length = response.headers.get("content-length")
+                        total = int(length) if length is not None else None
+                    for block in response.iter_bytes():  # no chunk_size: a buffered tail would be lost on a cut
+                        fh.write(block)
+                        received += len(block)
+                        if on_progress is not None:
+                            on_progress(received, total)
+                if total is None or received >= total:
+                    return etag
+                error: Exception = GispClientError(f"connection closed after {received} of {total} bytes")
+            except httpx.TransportError as exc:
+                error = exc
+            if not etag:  # no validator, so a Range request could splice two different archives
+                received = 0
+            if attempt < attempts - 1:
+                time.sleep(min(0.25 * 2**attempt, 4.0))
+        raise GispClientError(f"download of {path} failed after {attempts} attempts: {error}")
+
+
+def _api_error(response: httpx.Response) -> GispAPIError:
+    return GispAPIError.from_response(
+        response.status_code, response.content, response.headers.get("content-type", ""), response.reason_phrase
+    )
+
+
+def _content_range(value: str | None) -> tuple[int, int | None]:
+    """(start, total) of a `Content-Range: bytes start-end/total` header."""
+    try:
+        unit, _, spec = (value or "").partition(" ")
+        span, _, size = spec.partition("/")
+        if unit != "bytes":
+            raise ValueError(value)
+        return int(span.split("-")[0]), (None if size in ("", "*") else int(size))
+    except ValueError:
+        raise GispClientError(f"unreadable Content-Range header {value!r} in a 206 answer") from None
+
+
+def job_finished(job: Job) -> bool:
+    return job["status"] in TERMINAL

@@ -1,0 +1,80 @@
+"""Shapes of the API's JSON resources (api-contract). TypedDicts, so unknown extra fields pass through."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Dataset(TypedDict):
+    id: str
+    name: str
+    format: str
+    kind: str
+    records: int
+    bytes: int
+    sha256: str
+    created_at: str
+
+
+class Progress(TypedDict, total=False):
+    step: int
+    total_steps: int
+    sparsity: float | None
+    loss: float | None
+    eta_seconds: float | None
+
+
+class JobError(TypedDict):
+    code: str
+    message: str
+
+
+class Job(TypedDict):
+    id: str
+    status: JobStatus
+    model: str
+    dataset_id: str
+    eval_dataset_id: str | None
+    objective: str
+    targets: list[float]
+    steps: int
+    method: str
+    samples: int
+    seq_len: int
+    seed: int
+    dtype: str
+    progress: Progress | None
+    error: JobError | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    checkpoint_count: int
+
+
+class Event(TypedDict):
+    seq: int
+    type: str
+    created_at: str
+    data: dict[str, Any]
+
+
+class Layer(TypedDict):
+    kv_groups: int
+    channels: int
+
+
+class Checkpoint(TypedDict):
+    id: str
+    job_id: str
+    target_sparsity: float
+    sparsity: float
+    parameter_count: int
+    bytes: int
+    flops_per_token: int
+    metrics: dict[str, float]
+    layers: list[Layer]
+    sha256: str | None
+    created_at: str
