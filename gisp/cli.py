@@ -52,6 +52,9 @@ def _prune_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--heldout", type=int, default=16, help="calibration-file samples held out for metrics")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--gradient-checkpointing", action="store_true", help="recompute activations when scoring (long sequences)"
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.set_defaults(func=_run_prune)
 
@@ -80,6 +83,7 @@ def _run_prune(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         heldout=args.heldout,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     out = Path(args.out)
     if not Path(args.data).is_file():

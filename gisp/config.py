@@ -31,6 +31,7 @@ class PruneSettings:
     device: str = "cpu"
     dtype: str = "float32"
     heldout: int = 16  # samples kept out of calibration, for the checkpoints' held-out metrics
+    gradient_checkpointing: bool = False  # recompute activations in scoring passes (long sequences)
 
     def __post_init__(self) -> None:
         self.targets = sorted({round(float(t), 6) for t in self.targets})

@@ -12,6 +12,7 @@ import torch
 from gisp.config import PruneSettings
 from gisp.data import Example
 from gisp.errors import ConfigError, PruningStopped
+from gisp.importance.checkpointing import gradient_checkpointing
 from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.models import LoadedModel
@@ -112,21 +113,22 @@ def prune(
             if layer not in protected
             for index in kept
         ]
-        ranking = method.rank(
-            MethodContext(
-                model,
-                adapter,
-                objective,
-                batches,
-                device,
-                structure,
-                candidates,
-                settings.importance,
-                settings.normalization,
-                settings.seed,
-                step,
+        with gradient_checkpointing(model, settings.gradient_checkpointing):
+            ranking = method.rank(
+                MethodContext(
+                    model,
+                    adapter,
+                    objective,
+                    batches,
+                    device,
+                    structure,
+                    candidates,
+                    settings.importance,
+                    settings.normalization,
+                    settings.seed,
+                    step,
+                )
             )
-        )
         order = ranking.order
         sizes = [spec.unit_params(u.kind) for u in order]
         removed_before = total - structure.kept_params(spec)

@@ -118,3 +118,17 @@ def test_gradient_checkpointing_gives_the_same_scores(importance: str) -> None:
     for key, value in plain.scores.items():
         assert torch.allclose(checkpointed.scores[key], value, rtol=1e-5, atol=1e-9), key
     assert checkpointed.loss == pytest.approx(plain.loss, rel=1e-6)
+
+
+def test_pruner_with_gradient_checkpointing_matches_without() -> None:
+    from gisp.config import PruneSettings
+    from gisp.pruner import new_trajectory, prune
+
+    structures = []
+    for flag in (False, True):
+        loaded = tiny_model("llama-gqa")
+        settings = PruneSettings(targets=[0.3], steps=3, batch_size=4, importance="fisher", gradient_checkpointing=flag)
+        trajectory = prune(loaded, random_examples(8, 16), settings, new_trajectory(loaded, settings, "0" * 64))
+        assert not loaded.model.training
+        structures.append(trajectory.checkpoints[0].structure)
+    assert structures[0] == structures[1]
