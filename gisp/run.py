@@ -30,9 +30,11 @@ def prepare(model: str, data: str | Path, settings: PruneSettings, revision: str
     objective.check(kind)
     sha = inspect_dataset(data).sha256
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
-    calibration, heldout = build_examples(
-        loaded.tokenizer, records, objective.mode, settings.samples, settings.seq_len, settings.seed, settings.heldout
-    )
+    args = (records, objective.mode, settings.samples, settings.seq_len, settings.seed, settings.heldout)
+    calibration, heldout = build_examples(loaded.tokenizer, *args)
+    if kind == "choice" and objective.mode != "choice":
+        # multiple-choice data is always measured by accuracy; same seed, so the same held-out items
+        _, heldout = build_examples(loaded.tokenizer, records, "choice", *args[2:])
     return PreparedRun(loaded, calibration, heldout, sha)
 
 

@@ -1,0 +1,160 @@
+"""Integration on the real stories260K weights and TinyStories text (skipped when absent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gisp import PruneSettings, export_all, run
+from gisp.cli import main
+from gisp.evaluation import file_perplexity
+from gisp.export import load_pruned
+from tests.engine.test_export import LOAD_WITHOUT_GISP
+
+pytestmark = pytest.mark.integration
+
+
+def heldout_text(stories_text: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Split the file: the first part calibrates, the last part (never seen) evaluates."""
+    text = stories_text.read_text()
+    cut = int(len(text) * 0.8)
+    calib, held = tmp_path / "calib.txt", tmp_path / "held.txt"
+    calib.write_text(text[:cut])
+    held.write_text(text[cut:])
+    return calib, held
+
+
+def test_prune_to_20_and_40_percent(stories_model: Path, stories_text: Path, tmp_path: Path) -> None:
+    calib, held = heldout_text(stories_text, tmp_path)
+    settings = PruneSettings(targets=[0.2, 0.4], steps=4, samples=16, seq_len=128, heldout=8)
+    trajectory, prepared = run(str(stories_model), calib, settings)
+    paths = export_all(trajectory, tmp_path / "out")
+    dense = file_perplexity(load_pruned_or_base(stories_model), prepared.loaded.tokenizer, held, 256, 40).perplexity
+    ppl = [file_perplexity(load_pruned(p), prepared.loaded.tokenizer, held, 256, 40).perplexity for p in paths]
+    assert all(p == p and p < 1e4 for p in ppl)  # finite
+    assert dense < ppl[0] < ppl[1]
+    assert all("perplexity" in r.metrics for r in trajectory.checkpoints)
+
+    # the exported folder loads where `gisp` cannot be imported
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_GISP, str(paths[0]), "[[1, 403, 407, 261]]"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def load_pruned_or_base(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval()
+
+
+def next_sentence_task(stories_text: Path, count: int, seed: int) -> list[dict]:
+    """Multiple choice from TinyStories: the true next sentence among three from other stories."""
+    paragraphs = [p for p in stories_text.read_text().split("\n\n") if p.count(".") >= 3]
+    split = [re.findall(r"[^.!?]+[.!?]", p) for p in paragraphs]
+    sentences = [s.strip() for sents in split for s in sents]
+    rng = random.Random(seed)
+    items = []
+    for sents in rng.sample(split, count):
+        context, truth = " ".join(s.strip() for s in sents[:2]), sents[2].strip()
+        choices = [truth] + rng.sample(sentences, 3)
+        rng.shuffle(choices)
+        items.append({"context": context, "choices": choices, "answer": choices.index(truth)})
+    return items
+
+
+@pytest.mark.parametrize("objective", ["perplexity", "completion", "margin"])
+def test_each_objective_prunes_stories(objective: str, stories_model: Path, stories_text: Path, tmp_path: Path) -> None:
+    data = tmp_path / "mc.jsonl"
+    data.write_text("\n".join(json.dumps(x) for x in next_sentence_task(stories_text, 48, seed=1)))
+    settings = PruneSettings(targets=[0.3], steps=2, samples=32, seq_len=128, heldout=16, objective=objective)
+    trajectory, _ = run(str(stories_model), data, settings)
+    (record,) = trajectory.checkpoints
+    assert abs(record.sparsity - 0.3) < 0.02
+    assert 0.0 <= record.metrics["accuracy"] <= 1.0
+    assert record.loss == record.loss  # the objective was computed (not NaN)
+    if objective == "margin":
+        assert record.loss < 0  # the correct continuation is already likelier than the wrong ones
+
+
+def test_cli_prune_json_and_eval(stories_model: Path, stories_text: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "prune",
+            str(stories_model),
+            "--data",
+            str(stories_text),
+            "--targets",
+            "0.25",
+            "--steps",
+            "2",
+            "--samples",
+            "8",
+            "--seq-len",
+            "64",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["checkpoints"][0]["target"] == 0.25
+    assert (out / "trajectory.json").is_file() and (out / "sparsity-0.25" / "model.safetensors").is_file()
+    assert (
+        main(
+            [
+                "eval",
+                str(out / "sparsity-0.25"),
+                "--data",
+                str(stories_text),
+                "--seq-len",
+                "128",
+                "--max-windows",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["parameters"] == summary["checkpoints"][0]["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--targets", "1.5"], "outside (0, 1)"),
+        (["--targets", "0.2", "--objective", "nope"], "unknown objective"),
+        (["--targets", "0.2", "--steps", "0"], "steps must be at least 1"),
+        (["--targets", "0.2", "--data", "/no/such/file.txt"], "does not exist"),
+    ],
+)
+def test_cli_bad_arguments_exit_with_one_line(
+    args: list[str], message: str, stories_model: Path, tmp_path: Path
+) -> None:
+    base = ["prune", str(stories_model), "--out", str(tmp_path / "o")]
+    if "--data" not in args:
+        base += ["--data", str(tmp_path / "d.txt")]
+        (tmp_path / "d.txt").write_text("Once upon a time.")
+    result = subprocess.run(
+        [sys.executable, "-m", "gisp.cli", *base, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
