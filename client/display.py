@@ -15,17 +15,23 @@ class JobProgressBar:
     """A tqdm bar on stderr driven by polled job resources (`update(job)` after each poll)."""
 
     def __init__(self, job_id: str, stream: IO[str] | None = None) -> None:
-        self._bar = tqdm(total=None, desc=job_id, unit="step", file=stream or sys.stderr, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=None,
+            desc=job_id,
+            unit="step",
+            file=stream or sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]",
+        )
+        self._last: tuple[object, ...] | None = None
 
     def update(self, job: Job) -> None:
+        """Redraw only when something the user sees changed (polls are frequent, logs may not be a tty)."""
         progress = job.get("progress") or {}
         total = progress.get("total_steps")
-        if total and self._bar.total != total:
-            self._bar.total = total
         step = progress.get("step") or 0
-        if job["status"] == "succeeded" and self._bar.total:
-            step = self._bar.total
-        self._bar.n = step
+        if job["status"] == "succeeded" and total:
+            step = total
         postfix = {"status": job["status"]}
         if progress.get("sparsity") is not None:
             postfix["sparsity"] = f"{progress['sparsity']:.3f}"
@@ -33,6 +39,13 @@ class JobProgressBar:
             postfix["loss"] = f"{progress['loss']:.3f}"
         if progress.get("eta_seconds") is not None and job["status"] not in TERMINAL:
             postfix["eta"] = f"{progress['eta_seconds']:.0f}s"
+        state = (total, step, tuple(postfix.items()))
+        if state == self._last:
+            return
+        self._last = state
+        if total and self._bar.total != total:
+            self._bar.total = total
+        self._bar.n = step
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.refresh()
 
@@ -53,17 +66,18 @@ def checkpoint_table(checkpoints: Iterable[Checkpoint]) -> str:
     """One line per checkpoint: target, achieved sparsity, parameters, weight bytes, FLOPs/token, metric."""
     rows = list(checkpoints)
     metric_name = next((headline_metric(c.get("metrics") or {})[0] for c in rows if c.get("metrics")), "metric")
+    width = max([len(c["id"]) for c in rows] + [2])
     header = (
-        f"{'id':<24} {'target':>6} {'sparsity':>8} {'params':>11} {'bytes':>11} {'flops/token':>12} "
-        f"{metric_name:>10}  {'materialized':<12}"
+        f"{'id':<{width}} {'target':>6} {'sparsity':>8} {'params':>11} {'bytes':>11} {'flops/token':>12} "
+        f"{metric_name:>10} {'materialized':>12}"
     )
     lines = [header, "-" * len(header)]
     for c in rows:
         _, value = headline_metric(c.get("metrics") or {})
         metric = f"{value:>10.3f}" if value is not None else f"{'-':>10}"
         lines.append(
-            f"{c['id']:<24} {c['target_sparsity']:>6.2f} {c['sparsity']:>8.4f} {c['parameter_count']:>11,} "
-            f"{c['bytes']:>11,} {c['flops_per_token']:>12,} {metric}  {'yes' if c.get('sha256') else 'no':<12}"
+            f"{c['id']:<{width}} {c['target_sparsity']:>6.2f} {c['sparsity']:>8.4f} {c['parameter_count']:>11,} "
+            f"{c['bytes']:>11,} {c['flops_per_token']:>12,} {metric} {'yes' if c.get('sha256') else 'no':>12}"
         )
     if not rows:
         lines.append("(no checkpoints yet)")

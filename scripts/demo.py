@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""End-to-end demo of gisp-service on one machine, through the HTTP API only.
+
+Starts `gisp serve` (SQLite + local broker + one worker) on a fresh data directory, uploads
+TinyStories text, prunes stories260K to 20/30/40/50 % sparsity in one job, picks the least-pruned
+checkpoint within a parameter budget, downloads it, loads it with plain transformers and
+generates a story. The server is stopped at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "stories260K"
+TARGETS = [0.2, 0.3, 0.4, 0.5]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("GISP_SHARED", REPO.parent / "shared")).expanduser().resolve()
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, help="calibration text (default: $GISP_SHARED/data/tinystories/...)")
+    p.add_argument("--data-dir", type=Path, help="service data directory (default: a fresh temp folder)")
+    p.add_argument("--budget", type=float, default=0.75, help="max parameters as a fraction of the dense model")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--keep", action="store_true", help="keep a temp data directory (and the download) at exit")
+    return p.parse_args()
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gisp(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(["gisp", *args], env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: `gisp {' '.join(args)}` failed:\n{done.stderr.strip()}")
+    return done.stdout
+
+
+def wait_ready(client, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"demo: gisp serve exited with {server.returncode}:\n{tail(log)}")
+        if client.ready():
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"demo: the server was not ready within {timeout:.0f} s:\n{tail(log)}")
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Stop `gisp serve` and everything it started (its own process group).
+
+    SIGINT, not SIGTERM: uvicorn re-raises the signal it caught once it has shut down, and only
+    SIGINT (as KeyboardInterrupt) lets `gisp serve` run its cleanup, which stops the worker.
+    Whatever is still alive in the group afterwards gets SIGTERM, then SIGKILL.
+    """
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            server.terminate()
+            server.wait(timeout=15)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        print(f"demo: processes of the server were left behind; sent {sig.name} to its group", file=sys.stderr)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(server.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def dense_parameters(model_dir: Path) -> int:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    return sum(p.numel() for p in model.parameters())  # tied embeddings counted once, as the service does
+
+
+def generate(folder: Path, prompt: str = "Once upon a time") -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    torch.manual_seed(0)
+    inputs = tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(
+            **inputs, max_new_tokens=60, do_sample=True, temperature=0.8, top_k=40, pad_token_id=tokenizer.eos_token_id
+        )
+    return tokenizer.decode(out[0], skip_special_tokens=True)
+
+
+def main() -> int:
+    args = parse_args()
+    from client import GispAPIError, GispClient
+    from client.display import JobProgressBar, checkpoint_table
+
+    data = args.data or shared_dir() / "data" / "tinystories" / "tinystories_val.txt"
+    model_dir = shared_dir() / "models" / MODEL
+    for what, path in (("calibration text", data), ("model", model_dir)):
+        if not path.exists():
+            print(
+                f"demo: the {what} {path} is missing. Put the shared assets beside the repo (../shared) "
+                f"or set GISP_SHARED=/path/to/shared (or pass --data FILE for the text).",
+                file=sys.stderr,
+            )
+            return 2
+    started = time.perf_counter()
+    temp = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="gisp-demo-")) if temp else args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("GISP_DATABASE_URL", "GISP_BROKER_URL", "GISP_AUTH")}
+    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(model_dir.parent), GISP_SHARED=str(shared_dir()))
+
+    say(f"service data directory: {data_dir} (SQLite database, SQLite broker, artifacts)")
+    key = gisp("admin", "create-key", "--tenant", "demo", env=env).strip().splitlines()[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "serve.log"
+    say(f"starting `gisp serve --port {port}` (API + one worker); log: {log}")
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            ["gisp", "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a hung server can be killed as a whole
+        )
+    out_dir = data_dir / "downloads"
+    try:
+        with GispClient(url, key) as client:
+            wait_ready(client, server, log)
+            print(f"ready after {time.perf_counter() - started:.1f} s")
+
+            say(f"uploading {data}")
+            dataset = client.upload_dataset(data, name="tinystories-val")
+            print(
+                f"{dataset['id']}: {dataset['format']}, {dataset['kind']}, {dataset['records']:,} records, "
+                f"{dataset['bytes']:,} bytes, sha256 {dataset['sha256'][:16]}…"
+            )
+
+            say(f"submitting: prune {MODEL} to {', '.join(f'{t:.0%}' for t in TARGETS)} sparsity in one job")
+            job = client.create_job(
+                idempotency_key=str(uuid.uuid4()),
+                model=MODEL,
+                dataset_id=dataset["id"],
+                objective="perplexity",
+                targets=TARGETS,
+                steps=args.steps,
+                samples=args.samples,
+                seq_len=args.seq_len,
+            )
+            bar = JobProgressBar(job["id"])
+            job = client.wait(job["id"], poll=0.5, timeout=900, on_update=bar.update)
+            bar.close()
+            if job["status"] != "succeeded":
+                error = job.get("error") or {}
+                print(f"demo: job {job['id']} {job['status']}: {error.get('code')}: {error.get('message')}")
+                return 1
+            events = client.events(job["id"])
+            print(f"{job['id']} succeeded: {len(events)} events, {job['checkpoint_count']} checkpoints")
+
+            say("checkpoints (nested: each is a subnetwork of the one above)")
+            checkpoints = client.checkpoints(job["id"])
+            print(checkpoint_table(checkpoints))
+
+            dense = dense_parameters(model_dir)
+            budget = int(dense * args.budget)
+            say(f"selecting: at most {budget:,} parameters ({args.budget:.0%} of the dense {dense:,})")
+            try:
+                chosen = client.select(job["id"], max_params=budget)
+            except GispAPIError as exc:
+                print(f"demo: nothing fits: {exc}")
+                return 1
+            print(
+                f"{chosen['id']}: target {chosen['target_sparsity']:.0%}, {chosen['parameter_count']:,} parameters, "
+                f"{chosen['bytes']:,} bytes, metrics {chosen['metrics']}"
+            )
+
+            folder = out_dir / chosen["id"]
+            t = time.perf_counter()
+            client.download(chosen["id"], folder)
+            files = sorted(p.name for p in folder.iterdir())
+            print(f"downloaded, sha256 verified, extracted in {time.perf_counter() - t:.1f} s: {folder}")
+            print("files: " + ", ".join(files))
+
+        say("loading with transformers (AutoModelForCausalLM, trust_remote_code=True) and generating")
+        print(generate(folder))
+    finally:
+        say("stopping the server")
+        stop(server)
+        print(f"server exited with {server.returncode}")
+        if temp and not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            print(f"removed {data_dir} (pass --keep to keep it and the download)")
+    print(f"\ndemo wall time: {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
