@@ -1,0 +1,1 @@
+"""Checkpoints: list per job, select by budget, get, download."""

@@ -1,0 +1,105 @@
+"""Service commands for the `gisp` CLI: `serve`, `admin create-key`, `db upgrade`. Imports stay
+inside the commands so that `gisp prune` never pays for the service's dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run the API and one pruning worker (embedded default)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    admin = subparsers.add_parser("admin", help="administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    create_key = admin_sub.add_parser("create-key", help="create an API key for a tenant (made if new)")
+    create_key.add_argument("--tenant", required=True)
+    create_key.set_defaults(func=_create_key)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply database migrations").set_defaults(func=_db_upgrade)
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from db.migrate import current, upgrade
+    from db.settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    print(f"database at revision {current(settings.db_url)}")
+    return 0
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    from db.context import Runtime
+    from db.migrate import upgrade
+    from db.repos import tenants
+    from db.session import transaction
+    from db.settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    rt = Runtime.build(settings)
+    with transaction(rt.sessions) as session:
+        key = tenants.create_key(session, args.tenant)
+    print(f"created an API key for tenant {args.tenant!r}; it is shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def worker_command(queue: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "-Q",
+        queue,
+        "--concurrency",
+        "1",
+        "--pool",
+        "solo",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from db.migrate import upgrade
+    from db.settings import get_settings
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    worker = None
+    if not args.no_worker:
+        worker = subprocess.Popen(worker_command(settings.queue), env=os.environ.copy())
+    try:
+        config = uvicorn.Config("api.app:app", host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run()  # returns on Ctrl-C or SIGTERM
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)  # warm shutdown: the current step finishes, the job resumes later
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    return 0

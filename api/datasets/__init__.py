@@ -1,0 +1,1 @@
+"""Datasets: upload (validated, stored by sha256), list, get, delete."""

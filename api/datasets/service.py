@@ -1,0 +1,69 @@
+"""Dataset logic: stream the upload to a staging file under the size limit, validate it with the
+engine's reader (so a job never fails later on data the upload accepted), file it by sha256."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from api.errors import ApiProblem, not_found
+from db.artifacts import ArtifactStore, UploadTooLarge
+from db.ids import new_id
+from db.models import Dataset
+from db.repos import datasets as dataset_repo
+from gisp.data import inspect_dataset
+from gisp.errors import DataFormatError
+
+SUFFIXES = (".txt", ".jsonl")
+
+
+def upload(
+    session: Session,
+    store: ArtifactStore,
+    tenant_id: str,
+    stream: BinaryIO,
+    filename: str,
+    name: str | None,
+    limit: int,
+) -> Dataset:
+    suffix = PurePath(filename or "").suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ApiProblem(422, f"unsupported file type {suffix or filename!r}; upload a .txt or .jsonl file", "file")
+    try:
+        staged, sha256, size = store.save_upload(stream, limit, suffix)
+    except UploadTooLarge as exc:
+        raise ApiProblem(413, f"the upload is larger than the limit of {exc.limit} bytes", "file") from None
+    try:
+        info = inspect_dataset(staged)
+    except DataFormatError as exc:
+        staged.unlink(missing_ok=True)
+        message = exc.message + (f" (field {exc.field!r})" if exc.field and exc.field != "data" else "")
+        raise ApiProblem(422, f"invalid dataset: {message}", "file") from None
+    store.commit_upload(staged, sha256, info.format)
+    dataset = Dataset(
+        id=new_id("ds"),
+        tenant_id=tenant_id,
+        name=(name or PurePath(filename).name)[:300],
+        format=info.format,
+        kind=info.kind,
+        records=info.records,
+        bytes=size,
+        sha256=sha256,
+    )
+    return dataset_repo.add(session, dataset)
+
+
+def get(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    dataset = dataset_repo.get(session, tenant_id, dataset_id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id, "dataset_id")
+    return dataset
+
+
+def delete(session: Session, tenant_id: str, dataset_id: str) -> None:
+    dataset = get(session, tenant_id, dataset_id)
+    if dataset_repo.in_use(session, dataset.id):
+        raise ApiProblem(409, f"dataset {dataset_id!r} is used by a queued or running job", "dataset_id")
+    dataset_repo.soft_delete(session, dataset)

@@ -1,0 +1,1 @@
+"""Jobs: submit (validated, idempotent), list, get, cancel, events."""

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.deps import ServiceContext, get_ctx
+from api.errors import problem_response
+from worker.app import queue_depth
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(ctx: ServiceContext = Depends(get_ctx)):
+    problems = []
+    try:
+        with ctx.rt.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        problems.append({"field": "database", "message": str(exc).splitlines()[0]})
+    try:
+        queue_depth(ctx.celery, ctx.rt.settings.queue)
+    except Exception as exc:
+        problems.append({"field": "broker", "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+    if problems:
+        return problem_response(503, "not ready: " + ", ".join(p["field"] for p in problems), problems)
+    return {"status": "ready", "database": "ok", "broker": "ok"}
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,61 @@
+"""The checkpoint registry: one row per target crossed, holding the kept structure and sizes;
+weights are materialized later, on demand, and the tar's sha256 recorded then."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Checkpoint
+
+
+def upsert(session: Session, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
+    """Insert, or refresh the row of the same (job, target): a resumed job may cross a target again."""
+    existing = session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.job_id == checkpoint.job_id, Checkpoint.target_sparsity == checkpoint.target_sparsity
+        )
+    )
+    if existing is None:
+        session.add(checkpoint)
+        session.flush()
+        return checkpoint, True
+    for name in ("sparsity", "parameter_count", "prunable_parameter_count", "bytes", "flops_per_token", "step"):
+        setattr(existing, name, getattr(checkpoint, name))
+    existing.metrics, existing.layers, existing.structure = checkpoint.metrics, checkpoint.layers, checkpoint.structure
+    session.flush()
+    return existing, False
+
+
+def for_job(session: Session, job_id: str) -> list[Checkpoint]:
+    return list(
+        session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.target_sparsity))
+    )
+
+
+def count_for_job(session: Session, job_id: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(Checkpoint).where(Checkpoint.job_id == job_id)) or 0)
+
+
+def counts_for_jobs(session: Session, job_ids: list[str]) -> dict[str, int]:
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Checkpoint.job_id, func.count()).where(Checkpoint.job_id.in_(job_ids)).group_by(Checkpoint.job_id)
+    )
+    return {job_id: int(n) for job_id, n in rows}
+
+
+def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
+    return session.scalar(select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.tenant_id == tenant_id))
+
+
+def get_any(session: Session, checkpoint_id: str) -> Checkpoint | None:
+    return session.get(Checkpoint, checkpoint_id)
+
+
+def set_artifact(session: Session, checkpoint_id: str, sha256: str, path: str) -> None:
+    checkpoint = session.get(Checkpoint, checkpoint_id)
+    if checkpoint is not None:
+        checkpoint.sha256, checkpoint.artifact_path = sha256, path
+        session.flush()

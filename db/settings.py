@@ -1,0 +1,66 @@
+"""The one settings object of the service (API, worker and CLI), read from `GISP_*` variables.
+
+Defaults give the embedded setup: everything under one data directory, SQLite for the database
+and Celery's SQLAlchemy transport on a second SQLite file as the broker.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_model_roots() -> str:
+    shared = Path(os.environ.get("GISP_SHARED", REPO_ROOT.parent / "shared"))
+    return str(shared / "models")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GISP_", extra="ignore")
+
+    data_dir: Path = Path("./.gisp")
+    database_url: str = ""  # default: sqlite:///<data_dir>/gisp.db
+    broker_url: str = ""  # default: sqla+sqlite:///<data_dir>/broker.db
+    model_roots: str = Field(default_factory=_default_model_roots)
+    max_upload_bytes: int = 512 * 1024 * 1024
+    auth: Literal["on", "off"] = "on"
+    eager_materialize: bool = False
+    heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
+    reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
+    queue: str = "prune"
+    device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'gisp.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def model_root_paths(self) -> list[Path]:
+        parts = self.model_roots.replace(",", ":").split(":")
+        return [Path(p).expanduser() for p in parts if p.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (the worker and CLI); the API keeps its own on `app.state`."""
+    return Settings()

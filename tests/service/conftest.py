@@ -1,0 +1,233 @@
+"""Fixtures for the service tests: a real database with migrations applied, a real Celery worker
+in a subprocess, and the FastAPI app through TestClient. Always on the embedded default (SQLite +
+Celery's SQLAlchemy transport in a tmp dir); also on PostgreSQL + Redis when
+GISP_TEST_DATABASE_URL / GISP_TEST_BROKER_URL are set."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("GISP_SHARED", REPO.parent / "shared"))
+MODEL_ROOT = SHARED / "models"
+MODEL = "stories260K"
+TEXT = SHARED / "data" / "tinystories" / "tinystories_val.txt"
+HEARTBEAT_TIMEOUT = 3.0
+
+TINY = {"model": MODEL, "objective": "perplexity", "targets": [0.2, 0.4], "steps": 4, "samples": 8, "seq_len": 64}
+# long enough (a few seconds, tens of steps) to act on a job while it runs
+SLOW = {**TINY, "targets": [0.1, 0.5], "steps": 30, "samples": 32, "seq_len": 128}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if "tests/service" in str(item.fspath):
+            item.add_marker(pytest.mark.service)
+
+
+@pytest.fixture(scope="session")
+def assets() -> None:
+    if not (MODEL_ROOT / MODEL / "config.json").is_file() or not TEXT.is_file():
+        pytest.skip(f"service tests need {MODEL_ROOT / MODEL} and {TEXT} (set GISP_SHARED)")
+
+
+# ----------------------------------------------------------------------------------------- backends
+def _postgres_database(base_url: str) -> Iterator[str]:
+    """A fresh database for this session, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"gisp_test_{secrets.token_hex(4)}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _flush_redis(url: str, queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = [queue, f"_kombu.binding.{queue}", "unacked", "unacked_index", "unacked_mutex"]
+    keys += [k for k in client.scan_iter(f"{queue}\x06\x16*")]  # priority sub-queues
+    client.delete(*keys)
+    client.close()
+
+
+@dataclass
+class Backend:
+    name: str
+    database_url: str | None  # None: the SQLite default under the data dir
+    broker_url: str | None
+
+
+BACKENDS = ["embedded", "postgres-redis"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> Iterator[Backend]:
+    if request.param == "embedded":
+        yield Backend("embedded", None, None)
+        return
+    db_url, broker_url = os.environ.get("GISP_TEST_DATABASE_URL"), os.environ.get("GISP_TEST_BROKER_URL")
+    if not db_url or not broker_url:
+        pytest.skip("set GISP_TEST_DATABASE_URL and GISP_TEST_BROKER_URL to run on PostgreSQL + Redis")
+    queue = f"prune-test-{secrets.token_hex(3)}"
+    for url in _postgres_database(db_url):
+        os.environ["GISP_TEST_QUEUE"] = queue
+        try:
+            yield Backend("postgres-redis", url, broker_url)
+        finally:
+            _flush_redis(broker_url, queue)
+
+
+# ----------------------------------------------------------------------------------------- the worker
+@dataclass
+class WorkerProcess:
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        from api.cli import worker_command
+
+        self.starts += 1
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            worker_command(self.env["GISP_QUEUE"]), env=self.env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.log.read_text(errors="replace").count(" ready.") >= self.starts:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Service:
+    backend: Backend
+    settings: object
+    client: object
+    worker: WorkerProcess
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, tenant: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}"}
+
+    @property
+    def rt(self):
+        return self.client.app.state.ctx.rt
+
+
+@pytest.fixture(scope="session")
+def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from db.context import Runtime
+    from db.migrate import upgrade
+    from db.repos.tenants import create_key
+    from db.session import transaction
+    from db.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")
+    env = {
+        "GISP_DATA_DIR": str(data_dir),
+        "GISP_MODEL_ROOTS": str(MODEL_ROOT),
+        "GISP_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+        "GISP_RECONCILE_INTERVAL": "1",
+        "GISP_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+        "GISP_AUTH": "on",
+        "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
+    }
+    if backend.database_url:
+        env["GISP_DATABASE_URL"] = backend.database_url
+    if backend.broker_url:
+        env["GISP_BROKER_URL"] = backend.broker_url
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    settings = Settings(**{k.removeprefix("GISP_").lower(): v for k, v in env.items()})
+    upgrade(settings.db_url)
+    # one key through the real CLI, started while the worker warms up; the other directly
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "gisp.cli", "admin", "create-key", "--tenant", "alice"],
+        env=full_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = WorkerProcess(full_env, data_dir / "worker.log")
+    worker.start()
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, err
+    keys = {"alice": out.strip().splitlines()[-1]}
+    with transaction(Runtime.build(settings).sessions) as session:
+        keys["bob"] = create_key(session, "bob")
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield Service(backend, settings, client, worker, keys)
+    finally:
+        worker.stop()
+
+
+# ----------------------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="session")
+def text_dataset(service: Service) -> dict:
+    with TEXT.open("rb") as handle:
+        response = service.client.post(
+            "/v1/datasets", files={"file": ("tinystories.txt", handle, "text/plain")}, headers=service.headers()
+        )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def submit(service: Service, body: dict, tenant: str = "alice", **headers: str):
+    return service.client.post("/v1/jobs", json=body, headers={**service.headers(tenant), **headers})
+
+
+def wait_for(service: Service, job_id: str, predicate, timeout: float = 120.0, tenant: str = "alice") -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers(tenant)).json()
+        if predicate(job):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; job is {job}\n{service.worker.log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+
+
+def wait_finished(service: Service, job_id: str, timeout: float = 120.0, tenant: str = "alice") -> dict:
+    return wait_for(service, job_id, lambda j: j["status"] in ("succeeded", "failed", "cancelled"), timeout, tenant)

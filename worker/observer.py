@@ -1,0 +1,125 @@
+"""The engine observer of a service job: reads cancellation from the database before each step,
+registers every checkpoint as it is crossed, persists the trajectory and progress every step."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from db.context import Runtime
+from db.ids import new_id
+from db.models import Checkpoint
+from db.repos import checkpoints as checkpoint_repo
+from db.repos import events as event_repo
+from db.repos import jobs as job_repo
+from db.session import transaction
+from gisp.data import Example
+from gisp.evaluation import heldout_metrics
+from gisp.models import DTYPES
+from gisp.pruner import PruneObserver, StepReport
+from gisp.trajectory import CheckpointRecord, Trajectory
+from worker.runtime import SHUTTING_DOWN
+
+log = logging.getLogger("gisp.worker")
+
+
+def checkpoint_row(job_id: str, tenant_id: str, record: CheckpointRecord, dtype: str) -> Checkpoint:
+    kv_groups, channels = record.structure.layer_widths()
+    return Checkpoint(
+        id=new_id("ckpt"),
+        job_id=job_id,
+        tenant_id=tenant_id,
+        target_sparsity=record.target,
+        sparsity=record.sparsity,
+        parameter_count=record.parameter_count,
+        prunable_parameter_count=record.prunable_parameter_count,
+        bytes=record.parameter_count * DTYPES[dtype].itemsize,
+        flops_per_token=record.flops_per_token,
+        step=record.step,
+        metrics=dict(record.metrics),
+        layers=[{"kv_groups": k, "channels": c} for k, c in zip(kv_groups, channels, strict=True)],
+        structure=record.structure.to_dict(),
+    )
+
+
+class JobObserver(PruneObserver):
+    def __init__(
+        self,
+        rt: Runtime,
+        job_id: str,
+        tenant_id: str,
+        lease: str,
+        dtype: str,
+        eval_examples: list[Example] | None,
+        pad_id: int,
+    ) -> None:
+        self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
+        self.eval_examples, self.pad_id = eval_examples, pad_id
+        self.lost = False  # another worker owns the job now (we were presumed dead)
+        self.cancelled = False
+        self.interrupted = False  # this worker is shutting down
+
+    def should_stop(self) -> bool:
+        if SHUTTING_DOWN.is_set():
+            self.interrupted = True
+            return True
+        with transaction(self.rt.sessions) as session:
+            job = job_repo.get_any(session, self.job_id)
+            if job is None or job.lease != self.lease or job.status != "running":
+                self.lost = True
+            elif job.cancel_requested:
+                self.cancelled = True
+        return self.lost or self.cancelled
+
+    def on_checkpoint(self, record: CheckpointRecord, model) -> dict[str, float]:
+        metrics = dict(record.metrics)
+        if self.eval_examples:
+            metrics = heldout_metrics(model, self.eval_examples, self.pad_id)
+        record.metrics = metrics
+        with transaction(self.rt.sessions) as session:
+            row, created = checkpoint_repo.upsert(
+                session, checkpoint_row(self.job_id, self.tenant_id, record, self.dtype)
+            )
+            if created:
+                event_repo.append(
+                    session,
+                    self.job_id,
+                    "checkpoint",
+                    {"checkpoint_id": row.id, "target_sparsity": record.target, "sparsity": record.sparsity},
+                )
+        return metrics if self.eval_examples else {}
+
+    def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
+        started = time.perf_counter()
+        self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())
+        done = trajectory.completed_steps
+        eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
+        loss = report.loss if report.loss is not None and report.loss == report.loss else None
+        with transaction(self.rt.sessions) as session:
+            owned = job_repo.heartbeat(
+                session,
+                self.job_id,
+                self.lease,
+                step=report.step,
+                total_steps=report.total_steps,
+                sparsity=report.sparsity,
+                loss=loss,
+                eta_seconds=eta,
+            )
+            if owned:
+                event_repo.append(
+                    session,
+                    self.job_id,
+                    "step",
+                    {
+                        "step": report.step,
+                        "total_steps": report.total_steps,
+                        "sparsity": report.sparsity,
+                        "loss": loss,
+                        "seconds": report.seconds,
+                        "removed_units": report.removed_units,
+                    },
+                    duration=report.seconds,
+                )
+        self.lost = self.lost or not owned
+        log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)

@@ -1,0 +1,87 @@
+"""Re-queuing jobs whose worker died. A job counts as dead when it is `running` and its heartbeat
+is older than GISP_HEARTBEAT_TIMEOUT (the worker heartbeats every step and from a thread during
+long steps), or `queued` ten times that long while the queue is empty (its message was lost). Requeueing
+is one conditional UPDATE, so of several reconcilers only one re-sends a job; a late duplicate
+message is harmless because a worker must claim the job in the database before running it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from celery import Celery
+
+from db.context import Runtime
+from db.models import utcnow
+from db.repos import events as event_repo
+from db.repos import jobs as job_repo
+from db.session import transaction
+from db.settings import Settings
+from worker.app import enqueue, queue_depth
+
+log = logging.getLogger("gisp.worker")
+
+
+QUEUED_GRACE = 10  # a queued job is presumed lost after this many heartbeat timeouts with an empty queue
+
+
+def reconcile(rt: Runtime, celery_app: Celery) -> list[str]:
+    """One pass; returns the ids of the jobs re-queued."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=rt.settings.heartbeat_timeout)
+    lost_before = now - timedelta(seconds=rt.settings.heartbeat_timeout * QUEUED_GRACE)
+    with transaction(rt.sessions) as session:
+        candidates = [
+            (j.id, j.status, j.cancel_requested)
+            for j in job_repo.stale(session, stale_before)
+            if j.status == "running" or j.heartbeat_at < lost_before
+        ]
+    if not candidates:
+        return []
+    try:
+        queue_empty = queue_depth(celery_app, rt.settings.queue) == 0
+    except Exception:
+        log.warning("broker unreachable; reconciling running jobs only")
+        queue_empty = False
+    requeued = []
+    for job_id, status, cancel_requested in candidates:
+        if status == "queued" and not queue_empty:
+            continue  # its message is most likely still waiting behind others
+        # (a message a worker has taken but not yet claimed is not in the queue either: hence the
+        # long grace for queued jobs; a duplicate would be harmless, the claim decides)
+        with transaction(rt.sessions) as session:
+            if cancel_requested:
+                if job_repo.finish(session, job_id, None, "cancelled"):
+                    event_repo.append(session, job_id, "cancelled", {"reason": "cancelled while its worker was gone"})
+                continue
+            if not job_repo.mark_requeued(session, job_id, stale_before):
+                continue
+            event_repo.append(session, job_id, "queued", {"requeued": True, "previous_status": status})
+        enqueue(celery_app, rt.settings, job_id)
+        requeued.append(job_id)
+        log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
+    return requeued
+
+
+class ReconcilerThread(threading.Thread):
+    """Runs `reconcile` at worker start and then every GISP_RECONCILE_INTERVAL seconds."""
+
+    def __init__(self, settings: Settings, celery_app: Celery) -> None:
+        super().__init__(daemon=True, name="gisp-reconciler")
+        self.settings, self.celery_app = settings, celery_app
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from worker.runtime import runtime
+
+        while True:
+            try:
+                reconcile(runtime(), self.celery_app)
+            except Exception:
+                log.exception("reconcile pass failed")
+            if self.stopped.wait(self.settings.reconcile_interval):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,202 @@
+"""Running one job: claim it in the database, drive the engine with a `JobObserver`, record the
+outcome. Safe to call for any delivered message: a job that is finished, cancelled or alive on
+another worker is left alone, so duplicate deliveries never run a job twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import gisp
+from db import model_refs
+from db.context import Runtime
+from db.materialize import materialize_checkpoint
+from db.models import utcnow
+from db.repos import checkpoints as checkpoint_repo
+from db.repos import datasets as dataset_repo
+from db.repos import events as event_repo
+from db.repos import jobs as job_repo
+from db.session import transaction
+from gisp.config import PruneSettings
+from gisp.trajectory import Trajectory
+from worker.app import enqueue
+from worker.observer import JobObserver
+from worker.runtime import runtime
+
+log = logging.getLogger("gisp.worker")
+EVAL_EXAMPLES = 64  # examples drawn from an evaluation dataset for each checkpoint's metrics
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the job's heartbeat fresh during long steps (a step of a large model takes minutes)."""
+
+    def __init__(self, rt: Runtime, job_id: str, lease: str) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.rt, self.job_id, self.lease = rt, job_id, lease
+        self.interval = max(0.2, min(10.0, rt.settings.heartbeat_timeout / 4))
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with transaction(self.rt.sessions) as session:
+                    if not job_repo.heartbeat(session, self.job_id, self.lease):
+                        return
+            except Exception:  # a transient database error must not kill the job
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def _error_for(exc: BaseException) -> tuple[str, str]:
+    import torch
+
+    from gisp.errors import GispError
+
+    if isinstance(exc, GispError):
+        return exc.code, exc.message
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return "out_of_memory", str(exc).splitlines()[0] if str(exc) else "out of memory"
+    return "internal_error", f"{type(exc).__name__}: {exc}"
+
+
+def _eval_examples(rt: Runtime, dataset_path: Path, kind: str, model_source: str, seq_len: int, seed: int):
+    from transformers import AutoTokenizer
+
+    from gisp.data import build_examples, read_records
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    _, records = read_records(dataset_path)
+    mode = {"text": "lm", "completion": "completion", "choice": "choice"}[kind]
+    examples, _ = build_examples(tokenizer, records, mode, EVAL_EXAMPLES, seq_len, seed, 0)
+    return examples, tokenizer.pad_token_id or 0
+
+
+def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
+    """Run (or resume) `job_id`; returns the outcome (`skipped` when there was nothing to do)."""
+    rt = rt or runtime()
+    lease = uuid.uuid4().hex
+    stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
+    trajectory_file = rt.store.trajectory_path(job_id)
+    with transaction(rt.sessions) as session:
+        if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
+            job = job_repo.get_any(session, job_id)
+            log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
+            return "skipped"
+        job = job_repo.get_any(session, job_id)
+        assert job is not None
+        data = dataset_repo.get_any(session, job.dataset_id)
+        evaluation = dataset_repo.get_any(session, job.eval_dataset_id) if job.eval_dataset_id else None
+        assert data is not None
+        resume_step = 0
+        if trajectory_file.is_file():
+            resume_step = int(json.loads(trajectory_file.read_text()).get("completed_steps", 0))
+        event_repo.append(
+            session,
+            job_id,
+            "started",
+            {"worker_id": worker_id, "attempt": job.attempts, "resumed_from_step": resume_step},
+        )
+    heartbeat = Heartbeat(rt, job_id, lease)
+    heartbeat.start()
+    started = time.perf_counter()
+    observer: JobObserver | None = None
+    code = message = ""
+    try:
+        settings = PruneSettings(
+            targets=list(job.targets),
+            objective=job.objective,
+            method=job.method,
+            steps=job.steps,
+            samples=job.samples,
+            seq_len=job.seq_len,
+            seed=job.seed,
+            importance=job.importance,
+            dtype=job.dtype,
+            device=rt.settings.device,
+            heldout=0 if evaluation is not None else 16,
+        )
+        source = model_refs.resolve(job.model, rt.settings.model_root_paths)
+        eval_examples, pad_id = None, 0
+        if evaluation is not None:
+            eval_path = rt.store.upload_path(evaluation.sha256, evaluation.format)
+            eval_examples, pad_id = _eval_examples(rt, eval_path, evaluation.kind, source, job.seq_len, job.seed)
+        observer = JobObserver(rt, job_id, job.tenant_id, lease, job.dtype, eval_examples, pad_id)
+        resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
+        gisp.run(source, rt.store.upload_path(data.sha256, data.format), settings, observer=observer, resume=resume)
+        outcome = "succeeded"
+    except gisp.PruningStopped:
+        outcome = "cancelled"
+        if observer is not None and observer.lost:
+            outcome = "lost"
+        elif observer is not None and observer.interrupted:
+            outcome = "interrupted"
+    except BaseException as exc:  # noqa: BLE001  (recorded on the job; the worker keeps serving)
+        outcome = "failed"
+        code, message = _error_for(exc)
+        log.exception("job %s failed: %s", job_id, code)
+        if not isinstance(exc, Exception):
+            heartbeat.stop()
+            raise
+    finally:
+        heartbeat.stop()
+    seconds = time.perf_counter() - started
+    if outcome == "lost":
+        log.warning("job %s was taken over by another worker; stopping here", job_id)
+        return outcome
+    if outcome == "interrupted":
+        with transaction(rt.sessions) as session:
+            requeued = job_repo.release(session, job_id, lease)
+            if requeued:
+                event_repo.append(session, job_id, "queued", {"requeued": True, "reason": "worker shutdown"})
+        if requeued:
+            enqueue(rt_celery(), rt.settings, job_id)
+        log.warning("job %s interrupted by shutdown after %.2fs; re-queued to resume", job_id, seconds)
+        return outcome
+    with transaction(rt.sessions) as session:
+        count = checkpoint_repo.count_for_job(session, job_id)
+        if outcome == "failed":
+            done = job_repo.finish(session, job_id, lease, "failed", code, message)
+            if done:
+                event_repo.append(session, job_id, "error", {"code": code, "message": message})
+        else:
+            done = job_repo.finish(session, job_id, lease, outcome)
+            if done:
+                event_repo.append(
+                    session,
+                    job_id,
+                    "finished" if outcome == "succeeded" else "cancelled",
+                    {"seconds": seconds, "checkpoint_count": count},
+                )
+    log.info("job %s %s in %.2fs", job_id, outcome, seconds)
+    if outcome == "succeeded" and rt.settings.eager_materialize:
+        materialize_all(rt, job_id)
+    return outcome
+
+
+def materialize_all(rt: Runtime, job_id: str) -> None:
+    with transaction(rt.sessions) as session:
+        ids = [c.id for c in checkpoint_repo.for_job(session, job_id)]
+    for checkpoint_id in ids:
+        try:
+            materialize_checkpoint(
+                rt.sessions,
+                rt.store,
+                checkpoint_id,
+                lambda name: model_refs.resolve(name, rt.settings.model_root_paths),
+            )
+        except Exception:
+            log.exception("eager materialization of %s failed; it will be built on download", checkpoint_id)
+
+
+def rt_celery():
+    from worker.app import app
+
+    return app

@@ -1,0 +1,19 @@
+"""The worker process's runtime (database, artifact store), built once."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from db.context import Runtime
+from db.settings import get_settings
+
+
+@lru_cache
+def runtime() -> Runtime:
+    return Runtime.build(get_settings())
+
+
+# Set when the worker process begins to shut down (SIGTERM, Ctrl-C): the running job stops at its
+# next step and goes back to the queue, to be resumed from its trajectory.
+SHUTTING_DOWN = threading.Event()
