@@ -1,0 +1,135 @@
+"""The client CLI against a real `gisp serve` (SQLite, local broker, real Celery worker, real
+stories260K weights): submit --wait, checkpoints, download within a parameter budget, then load
+the download with plain transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client import GispClient
+from gisp.cli import main
+from tests.conftest import shared_path
+
+pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGINT lets `gisp serve` stop its worker; anything left in its process group is then killed."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(3)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    models = shared_path("models", "stories260K").parent
+    data_dir = tmp_path_factory.mktemp("gisp-data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
+    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(models))
+    created = subprocess.run(
+        ["gisp", "admin", "create-key", "--tenant", "cli-test"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    log = (data_dir / "serve.log").open("wb")
+    server = subprocess.Popen(
+        ["gisp", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with GispClient(url, key) as client:
+            deadline = time.monotonic() + 150
+            while not client.ready():
+                assert server.poll() is None, (data_dir / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "gisp serve was not ready in time"
+                time.sleep(0.3)
+        yield url, key
+    finally:
+        _stop(server)
+        log.close()
+
+
+@pytest.fixture
+def small_text(tmp_path) -> Path:
+    """The first ~24 KB of TinyStories: enough for 8 x 64-token samples plus held-out windows."""
+    text = shared_path("data", "tinystories", "tinystories_val.txt").read_text()[:24_000]
+    path = tmp_path / "stories.txt"
+    path.write_text(text)
+    return path
+
+
+def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path, capsys):
+    url, key = service
+    flags = ["--url", url, "--api-key", key]
+    code = main(
+        ["submit", "stories260K", "--data", str(small_text), "--targets", "0.2,0.4"]
+        + ["--steps", "4", "--samples", "8", "--seq-len", "64", "--wait", *flags]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    job_id = out.strip().splitlines()[-1]
+    assert job_id.startswith("job_") and "succeeded with 2 checkpoints" in err
+
+    assert main(["checkpoints", job_id, *flags]) == 0
+    table = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in table[2:]]
+    assert [row[1] for row in rows] == ["0.20", "0.40"] and all(row[0].startswith("ckpt_") for row in rows)
+
+    with GispClient(url, key) as client:
+        listed = {c["target_sparsity"]: c for c in client.checkpoints(job_id)}
+    budget = listed[0.2]["parameter_count"] - 1  # too big for 0.2, so the least-pruned fit is 0.4
+    out_dir = tmp_path / "model"
+    assert main(["download", job_id, "--max-params", str(budget), "--out", str(out_dir), *flags]) == 0
+    out, err = capsys.readouterr()
+    assert Path(out.strip()) == out_dir and f"selected {listed[0.4]['id']}" in err
+    assert json.loads((out_dir / "config.json").read_text())["gisp"]["target_sparsity"] == pytest.approx(0.4)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(out_dir), trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(out_dir), trust_remote_code=True)
+    assert sum(p.numel() for p in model.parameters()) == listed[0.4]["parameter_count"]
+    with torch.no_grad():
+        logits = model(**tokenizer("Once upon a time", return_tensors="pt")).logits
+    assert logits.shape[-1] == 512 and torch.isfinite(logits).all()
+    capsys.readouterr()  # transformers' loading bars
+
+    # a budget nothing meets, and a job that is not there: one readable line each, non-zero exit
+    assert main(["download", job_id, "--max-params", "1000", "--out", str(tmp_path / "none"), *flags]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("gisp: error: 404") and err.count("\n") == 1 and not (tmp_path / "none").exists()
+    assert main(["status", "job_doesnotexist", *flags]) != 0
+    assert capsys.readouterr().err.startswith("gisp: error: 404")
+    assert main(["status", job_id, "--url", url, "--api-key", "wrong"]) != 0
+    assert capsys.readouterr().err.startswith("gisp: error: 401")
