@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     args.steps = args.steps or ("1,4,8,16" if args.quick else "1,4,8,16,32,64")
     args.samples = args.samples or (8 if args.quick else 32)
-    args.eval_windows = args.eval_windows or (8 if args.quick else 48)
+    args.eval_windows = args.eval_windows or (8 if args.quick else 32)
     common.setup(args)
     common.require_assets(common.STORIES, common.TINYSTORIES, common.WIKITEXT, common.C4)
 
