@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from client import GispClient
@@ -43,6 +44,39 @@ def _stop(server: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         time.sleep(3)
+
+
+class CutOnce(httpx.HTTPTransport):
+    """The real transport, except that the first download's body breaks off after `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.ranges = limit, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.url.path.endswith("/download"):
+            self.ranges.append((request.headers.get("range"), response.status_code))
+            if len(self.ranges) == 1:
+                response.stream = _Cut(response.stream, self.limit)
+        return response
+
+
+class _Cut(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, limit: int) -> None:
+        self.inner, self.limit = inner, limit
+
+    def __iter__(self):
+        sent = 0
+        for chunk in self.inner:
+            chunk = chunk[: self.limit - sent]
+            sent += len(chunk)
+            yield chunk
+            if sent >= self.limit:
+                raise httpx.ReadError("connection reset (injected)")
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +158,13 @@ def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path
         logits = model(**tokenizer("Once upon a time", return_tensors="pt")).logits
     assert logits.shape[-1] == 512 and torch.isfinite(logits).all()
     capsys.readouterr()  # transformers' loading bars
+
+    # a transfer cut after 5000 bytes resumes against the real server's Range/If-Range handling
+    cut = CutOnce(5000)
+    with GispClient(url, key, transport=cut) as client:
+        resumed = client.download(listed[0.2]["id"], tmp_path / "resumed")
+    assert cut.ranges == [(None, 200), ("bytes=5000-", 206)]
+    assert json.loads((resumed / "config.json").read_text())["gisp"]["target_sparsity"] == pytest.approx(0.2)
 
     # a budget nothing meets, and a job that is not there: one readable line each, non-zero exit
     assert main(["download", job_id, "--max-params", "1000", "--out", str(tmp_path / "none"), *flags]) != 0
