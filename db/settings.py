@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
     queue: str = "prune"
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
+    torch_threads: int = 0  # CPU threads for torch in the worker; 0 keeps torch's default
 
     @field_validator("data_dir")
     @classmethod

@@ -72,7 +72,13 @@ def _start_reconciler(sender=None, **_kwargs) -> None:
 def _warm_up(sender=None, **_kwargs) -> None:
     """Import the engine (torch, transformers) before taking messages, so that a delivered job is
     claimed at once rather than after seconds of imports."""
+    import torch
+
     import worker.runner  # noqa: F401
+
+    threads = get_settings().torch_threads
+    if threads > 0:  # on a shared CPU, oversubscribed torch threads make steps many times slower
+        torch.set_num_threads(threads)
 
 
 @worker_shutting_down.connect

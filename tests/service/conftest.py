@@ -26,7 +26,7 @@ HEARTBEAT_TIMEOUT = 3.0
 
 TINY = {"model": MODEL, "objective": "perplexity", "targets": [0.2, 0.4], "steps": 4, "samples": 8, "seq_len": 64}
 # long enough (a few seconds, tens of steps) to act on a job while it runs
-SLOW = {**TINY, "targets": [0.1, 0.5], "steps": 30, "samples": 32, "seq_len": 128}
+SLOW = {**TINY, "targets": [0.1, 0.5], "steps": 24, "samples": 16, "seq_len": 128}
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -154,6 +154,7 @@ class Service:
 
 @pytest.fixture(scope="session")
 def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
+    import torch
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -163,6 +164,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
     from db.session import transaction
     from db.settings import Settings
 
+    torch.set_num_threads(1)  # the test process materializes checkpoints; keep it off the worker's core
     data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")
     env = {
         "GISP_DATA_DIR": str(data_dir),
@@ -171,6 +173,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
         "GISP_RECONCILE_INTERVAL": "1",
         "GISP_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "GISP_AUTH": "on",
+        "GISP_TORCH_THREADS": "1",
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:
@@ -212,6 +215,18 @@ def text_dataset(service: Service) -> dict:
         )
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture(scope="session")
+def finished_job(service, text_dataset) -> dict:
+    """A tiny job of tenant alice, run to the end by the real worker."""
+    response = submit(service, {**TINY, "dataset_id": text_dataset["id"]})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["status"] in ("queued", "running")
+    job = wait_finished(service, job["id"])
+    assert job["status"] == "succeeded", job
+    return job
 
 
 def submit(service: Service, body: dict, tenant: str = "alice", **headers: str):

@@ -9,20 +9,9 @@ import tarfile
 import pytest
 import torch
 
-from tests.service.conftest import MODEL_ROOT, TINY, submit, wait_finished
+from tests.service.conftest import MODEL_ROOT
 
 pytestmark = pytest.mark.service
-
-
-@pytest.fixture(scope="session")
-def finished_job(service, text_dataset) -> dict:
-    response = submit(service, {**TINY, "dataset_id": text_dataset["id"]})
-    assert response.status_code == 201, response.text
-    job = response.json()
-    assert job["status"] in ("queued", "running")
-    job = wait_finished(service, job["id"])
-    assert job["status"] == "succeeded", job
-    return job
 
 
 def test_job_runs_to_completion_with_progress_and_events(service, finished_job):

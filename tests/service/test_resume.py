@@ -1,0 +1,50 @@
+"""A worker killed with SIGKILL mid-job: after a restart the reconciler re-queues the job (its
+heartbeat went stale), the new worker resumes from the stored trajectory, and the result has the
+same checkpoints as an uninterrupted run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service.conftest import SLOW, submit, wait_finished, wait_for
+
+pytestmark = pytest.mark.service
+
+
+def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
+    import gisp
+    from db.repos import checkpoints as checkpoint_repo
+    from db.session import transaction
+    from tests.service.conftest import MODEL, MODEL_ROOT
+
+    job = submit(service, {**SLOW, "dataset_id": text_dataset["id"]}).json()
+    wait_for(service, job["id"], lambda j: j["status"] == "running" and j["progress"]["step"] >= 3)
+    service.worker.kill()
+    at_kill = service.client.get(f"/v1/jobs/{job['id']}", headers=service.headers()).json()
+    assert at_kill["status"] == "running" and at_kill["progress"]["step"] < SLOW["steps"]
+
+    service.worker.start()
+    final = wait_finished(service, job["id"], timeout=240)
+    assert final["status"] == "succeeded", final
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=1000", headers=service.headers()).json()["data"]
+    started = [e["data"] for e in events if e["type"] == "started"]
+    assert len(started) == 2 and started[0]["resumed_from_step"] == 0
+    assert started[1]["resumed_from_step"] >= at_kill["progress"]["step"] >= 3  # not from zero
+    assert any(e["type"] == "queued" and e["data"].get("requeued") for e in events)
+    steps = [e["data"]["step"] for e in events if e["type"] == "step"]
+    assert sorted(set(steps)) == list(range(1, SLOW["steps"] + 1))
+
+    dataset = text_dataset
+    settings = gisp.PruneSettings(
+        targets=SLOW["targets"], steps=SLOW["steps"], samples=SLOW["samples"], seq_len=SLOW["seq_len"], seed=0
+    )
+    reference, _ = gisp.run(
+        str(MODEL_ROOT / MODEL), service.rt.store.upload_path(dataset["sha256"], dataset["format"]), settings
+    )
+    with transaction(service.rt.sessions) as session:
+        rows = checkpoint_repo.for_job(session, job["id"])
+    assert [r.target_sparsity for r in rows] == [c.target for c in reference.checkpoints]
+    for row, record in zip(rows, reference.checkpoints, strict=True):
+        assert row.structure == record.structure.to_dict()
+        assert row.parameter_count == record.parameter_count
+        assert row.metrics["perplexity"] == pytest.approx(record.metrics["perplexity"], rel=1e-4)

@@ -1,0 +1,97 @@
+"""Every class of bad input gets a problem+json 4xx that names the field, before anything is queued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.service.conftest import TINY, submit
+
+pytestmark = pytest.mark.service
+
+
+def problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail", "errors"} <= set(body) and body["status"] == status
+    return body
+
+
+def fields(body: dict) -> set[str]:
+    return {e["field"] for e in body["errors"]}
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"targets": [0.2, 1.5]}, "targets.1"),
+        ({"targets": [0.0]}, "targets.0"),
+        ({"targets": []}, "targets"),
+        ({"objective": "bleu"}, "objective"),
+        ({"method": "obs"}, "method"),
+        ({"steps": 0}, "steps"),
+        ({"dtype": "int3"}, "dtype"),
+        ({"model": "../stories260K"}, "model"),
+        ({"model": "/work/shared/models/stories260K"}, "model"),
+        ({"model": "a/b/c"}, "model"),
+        ({"model": "no-such-local-model"}, "model"),
+        ({"dataset_id": "ds_missing"}, "dataset_id"),
+        ({"eval_dataset_id": "ds_missing"}, "eval_dataset_id"),
+        ({"steps": "many"}, "steps"),
+        ({"unknown_option": 1}, "unknown_option"),
+    ],
+)
+def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
+    before = service.client.get("/v1/jobs?limit=100", headers=service.headers()).json()["data"]
+    body = problem(submit(service, {**TINY, "dataset_id": text_dataset["id"], **change}), 422)
+    assert field in fields(body), body
+    after = service.client.get("/v1/jobs?limit=100", headers=service.headers()).json()["data"]
+    assert len(after) == len(before)  # nothing was created or queued
+
+
+def test_dataset_kind_must_fit_the_objective(service, text_dataset):
+    body = problem(submit(service, {**TINY, "dataset_id": text_dataset["id"], "objective": "margin"}), 422)
+    assert "dataset_id" in fields(body) and "choices" in body["detail"]
+
+
+def test_upload_too_large_is_413(service):
+    limit = service.settings.max_upload_bytes
+    response = service.client.post(
+        "/v1/datasets", files={"file": ("big.txt", b"a" * (limit + 1), "text/plain")}, headers=service.headers()
+    )
+    assert "file" in fields(problem(response, 413))
+
+
+def test_invalid_upload_content_names_line_and_field(service):
+    lines = [json.dumps({"text": "fine"}), json.dumps({"txt": "typo"})]
+    response = service.client.post(
+        "/v1/datasets", files={"file": ("bad.jsonl", "\n".join(lines).encode())}, headers=service.headers()
+    )
+    body = problem(response, 422)
+    assert "file" in fields(body) and "line 2" in body["detail"] and "text" in body["detail"]
+    wrong_type = service.client.post("/v1/datasets", files={"file": ("x.csv", b"a,b")}, headers=service.headers())
+    assert "file" in fields(problem(wrong_type, 422))
+    missing = service.client.post("/v1/datasets", headers=service.headers())
+    assert "file" in fields(problem(missing, 422))
+
+
+def test_choice_dataset_and_delete(service):
+    items = [{"question": f"q{i}", "choices": ["a", "b"], "answer": i % 2} for i in range(6)]
+    payload = "\n".join(json.dumps(i) for i in items).encode()
+    response = service.client.post(
+        "/v1/datasets", files={"file": ("mc.jsonl", payload)}, data={"name": "mc"}, headers=service.headers()
+    )
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert dataset["kind"] == "choice" and dataset["format"] == "jsonl" and dataset["records"] == 6
+    assert dataset["name"] == "mc" and dataset["bytes"] == len(payload)
+    deleted = service.client.delete(f"/v1/datasets/{dataset['id']}", headers=service.headers())
+    assert deleted.status_code == 204
+    assert service.client.get(f"/v1/datasets/{dataset['id']}", headers=service.headers()).status_code == 404
+
+
+def test_bad_query_parameters(service):
+    assert "limit" in fields(problem(service.client.get("/v1/jobs?limit=0", headers=service.headers()), 422))
+    assert "status" in fields(problem(service.client.get("/v1/jobs?status=done", headers=service.headers()), 422))
