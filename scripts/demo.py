@@ -105,12 +105,15 @@ def stop(server: subprocess.Popen) -> None:
 
 def dense_parameters(model_dir: Path) -> int:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     return sum(p.numel() for p in model.parameters())  # tied embeddings counted once, as the service does
 
 
 def generate(folder: Path, prompt: str = "Once upon a time") -> str:
+    """A seeded sample (same seed for every model, so the texts are comparable)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -220,7 +223,8 @@ def main() -> int:
             print("files: " + ", ".join(files))
 
         say("loading with transformers (AutoModelForCausalLM, trust_remote_code=True) and generating")
-        print(generate(folder))
+        print(f"pruned ({chosen['parameter_count']:,} parameters): {generate(folder)}")
+        print(f"dense  ({dense:,} parameters): {generate(model_dir)}")
     finally:
         say("stopping the server")
         stop(server)
