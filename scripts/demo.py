@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "stories260K"
 TARGETS = [0.2, 0.3, 0.4, 0.5]
+GISP = [sys.executable, "-m", "gisp.cli"]  # the `gisp` command, from this interpreter whatever PATH says
 
 
 def shared_dir() -> Path:
@@ -53,7 +54,7 @@ def free_port() -> int:
 
 
 def gisp(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(["gisp", *args], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*GISP, *args], env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"demo: `gisp {' '.join(args)}` failed:\n{done.stderr.strip()}")
     return done.stdout
@@ -158,7 +159,7 @@ def main() -> int:
     say(f"starting `gisp serve --port {port}` (API + one worker); log: {log}")
     with log.open("wb") as log_file:
         server = subprocess.Popen(
-            ["gisp", "serve", "--port", str(port), "--log-level", "warning"],
+            [*GISP, "serve", "--port", str(port), "--log-level", "warning"],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from gisp.cli import main
 from tests.conftest import shared_path
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]
+GISP = [sys.executable, "-m", "gisp.cli"]  # the `gisp` command of this interpreter
 
 
 def _free_port() -> int:
@@ -86,14 +88,14 @@ def service(tmp_path_factory) -> Iterator[tuple[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
     env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(models))
     created = subprocess.run(
-        ["gisp", "admin", "create-key", "--tenant", "cli-test"], env=env, capture_output=True, text=True, timeout=120
+        [*GISP, "admin", "create-key", "--tenant", "cli-test"], env=env, capture_output=True, text=True, timeout=120
     )
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     port = _free_port()
     log = (data_dir / "serve.log").open("wb")
     server = subprocess.Popen(
-        ["gisp", "serve", "--port", str(port), "--log-level", "warning"],
+        [*GISP, "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
