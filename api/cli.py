@@ -75,7 +75,15 @@ def worker_command(queue: str) -> list[str]:
         "solo",
         "--loglevel",
         "INFO",
+        # the database, not worker gossip, coordinates jobs: less broker traffic (the SQLite broker polls)
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     ]
+
+
+def _raise_exit(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -88,12 +96,17 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
+    # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM into an
+    # exception (as SIGINT already is) so that the worker below is always stopped too
+    signal.signal(signal.SIGTERM, _raise_exit)
     worker = None
     if not args.no_worker:
         worker = subprocess.Popen(worker_command(settings.queue), env=os.environ.copy())
     try:
         config = uvicorn.Config("api.app:app", host=args.host, port=args.port, log_level=args.log_level)
-        uvicorn.Server(config).run()  # returns on Ctrl-C or SIGTERM
+        uvicorn.Server(config).run()  # returns (or raises, see above) on Ctrl-C or SIGTERM
+    except (KeyboardInterrupt, SystemExit):
+        pass
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)  # warm shutdown: the current step finishes, the job resumes later

@@ -63,7 +63,8 @@ def _flush_redis(url: str, queue: str) -> None:
     import redis
 
     client = redis.Redis.from_url(url)
-    keys = [queue, f"_kombu.binding.{queue}", "unacked", "unacked_index", "unacked_mutex"]
+    keys = [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+    keys += ["unacked", "unacked_index", "unacked_mutex"]  # in this test db, only our worker's
     keys += [k for k in client.scan_iter(f"{queue}\x06\x16*")]  # priority sub-queues
     client.delete(*keys)
     client.close()
