@@ -1,0 +1,143 @@
+"""Figures for docs/benchmarks.md from the benchmarks' JSON output: perplexity vs sparsity per
+method, the per-layer widths kept at the largest target, and perplexity vs schedule length."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SETS = {"tinystories": "TinyStories (held-out part)", "wikitext2": "WikiText-2 test", "c4": "C4 sample"}
+STYLE = {
+    "gisp": dict(color="C3", lw=2.6),
+    "oneshot": dict(color="C1"),
+    "wanda-sp": dict(color="C0"),
+    "magnitude": dict(color="C7"),
+    "random": dict(color="C8"),
+    "gisp fisher": dict(color="C9", ls="--"),
+    "gisp reference-norm": dict(color="C4", ls="--"),
+    "gisp protect[0,4]": dict(color="C2", ls="--"),
+}
+
+
+def perplexity_plot(data: dict, out: Path) -> None:
+    targets = data["targets"]
+    labels = list(dict.fromkeys(r["label"] for r in data["runs"]))
+    fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
+    for ax, (name, title) in zip(axes, SETS.items(), strict=True):
+        for index, label in enumerate(labels):
+            runs = [r for r in data["runs"] if r["label"] == label]
+            xs, means, stds = [0.0], [data["dense"][name]], [0.0]
+            for t in targets:
+                values = [r["targets"][str(t)]["perplexity"][name] for r in runs]
+                xs.append(t)
+                means.append(statistics.mean(values))
+                stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+            style = STYLE.get(label, dict(color=f"C{(index + 4) % 10}", ls="--" if " " in label else "-"))
+            ax.errorbar(xs, means, yerr=stds, marker="o", ms=3.5, capsize=2, label=f"{label} (n={len(runs)})", **style)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=9)
+    fig.suptitle("stories260K: perplexity vs sparsity (0 = dense)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def layer_plot(data: dict, out: Path, labels: list[str]) -> None:
+    arch = data["arch"]
+    target = str(max(data["targets"]))
+    available = [lab for lab in labels if any(r["label"] == lab for r in data["runs"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / max(len(available), 1)
+    for k, label in enumerate(available):
+        run = next(r for r in data["runs"] if r["label"] == label and r["seed"] == 0)
+        checkpoint = run["targets"][target]
+        for ax, key, total in (
+            (axes[0], "kept_kv_groups", arch["num_kv_heads"]),
+            (axes[1], "kept_channels", arch["intermediate_size"]),
+        ):
+            kept = checkpoint[key]
+            xs = [i + (k - (len(available) - 1) / 2) * width for i in range(len(kept))]
+            bars = ax.bar(xs, [v / total for v in kept], width, label=label, color=STYLE.get(label, {}).get("color"))
+            ax.bar_label(bars, labels=[str(v) for v in kept], fontsize=7)
+    for ax, title in zip(axes, ("attention: KV groups kept", "MLP: channels kept"), strict=True):
+        ax.set_xticks(range(arch["num_layers"]))
+        ax.set_xticklabels([f"layer {i}" for i in range(arch["num_layers"])])
+        ax.set_ylim(0, 1.12)
+        ax.set_ylabel(f"fraction kept (of {arch['num_kv_heads'] if 'KV' in title else arch['intermediate_size']})")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"stories260K at {float(target):g} sparsity: kept per layer (seed 0; labels = counts)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def schedule_plot(data: dict, out: Path) -> None:
+    runs = data["runs"]
+    steps = sorted({r["steps"] for r in runs})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, title in SETS.items():
+        means = [statistics.mean(r["perplexity"][name] for r in runs if r["steps"] == s) for s in steps]
+        ax.plot(steps, means, marker="o", label=title)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(steps)
+    ax.set_xticklabels([str(s) for s in steps])
+    ax.set_xlabel("schedule steps to 0.5 sparsity")
+    ax.set_ylabel("perplexity at 0.5 (log)")
+    ax2 = ax.twinx()
+    ax2.plot(
+        steps,
+        [statistics.mean(r["prune_seconds"] for r in runs if r["steps"] == s) for s in steps],
+        color="grey",
+        ls=":",
+        marker="s",
+        label="pruning seconds",
+    )
+    ax2.set_ylabel("pruning seconds (grey, dotted)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("gisp on stories260K: iterations vs held-out perplexity")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quality", type=Path, default=REPO / "bench" / "results" / "quality.json")
+    parser.add_argument("--schedule", type=Path, default=REPO / "bench" / "results" / "schedule.json")
+    parser.add_argument("--outdir", type=Path, default=REPO / "docs")
+    parser.add_argument("--layer-methods", default="gisp,oneshot,wanda-sp,gisp fisher,gisp protect[0,4]")
+    args = parser.parse_args()
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    if args.quality.is_file():
+        quality = json.loads(args.quality.read_text())
+        perplexity_plot(quality, args.outdir / "perplexity_vs_sparsity.png")
+        layer_plot(quality, args.outdir / "layer_widths.png", args.layer_methods.split(","))
+        print(f"wrote {args.outdir / 'perplexity_vs_sparsity.png'}, {args.outdir / 'layer_widths.png'}")
+    else:
+        print(f"note: {args.quality} not found; run bench/quality.py --json {args.quality}")
+    if args.schedule.is_file():
+        schedule_plot(json.loads(args.schedule.read_text()), args.outdir / "schedule.png")
+        print(f"wrote {args.outdir / 'schedule.png'}")
+    else:
+        print(f"note: {args.schedule} not found; run bench/schedule.py --json {args.schedule}")
+
+
+if __name__ == "__main__":
+    main()
