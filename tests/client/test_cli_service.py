@@ -86,7 +86,7 @@ def service(tmp_path_factory) -> Iterator[tuple[str, str]]:
     models = shared_path("models", "stories260K").parent
     data_dir = tmp_path_factory.mktemp("gisp-data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
-    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(models))
+    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(models), HF_HUB_OFFLINE="1")
     created = subprocess.run(
         [*GISP, "admin", "create-key", "--tenant", "cli-test"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -176,3 +176,15 @@ def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path
     assert capsys.readouterr().err.startswith("gisp: error: 404")
     assert main(["status", job_id, "--url", url, "--api-key", "wrong"]) != 0
     assert capsys.readouterr().err.startswith("gisp: error: 401")
+
+
+def test_wait_exits_non_zero_when_the_job_fails(service, small_text, capsys):
+    url, key = service
+    code = main(
+        ["submit", "nobody/no-such-model", "--data", str(small_text), "--targets", "0.3", "--steps", "2"]
+        + ["--samples", "8", "--seq-len", "64", "--wait", "--poll", "0.3", "--url", url, "--api-key", key]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1
+    job_id = out.strip().splitlines()[-1]
+    assert f"gisp: job {job_id} failed: model_not_found" in err and "Traceback" not in err
