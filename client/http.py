@@ -21,6 +21,9 @@ from client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRIES = 3
+# The first download of a checkpoint waits while the server builds it (a base-model load and an
+# export), so the wait for the first byte is allowed to be much longer than for other calls.
+DOWNLOAD_READ_TIMEOUT = 1800.0
 
 
 class GispClient:
@@ -229,7 +232,8 @@ class GispClient:
             if received and etag:
                 headers.update({"Range": f"bytes={received}-", "If-Range": etag})
             try:
-                with self._http.stream("GET", path, headers=headers) as response:
+                timeout = httpx.Timeout(self._http.timeout.connect, read=DOWNLOAD_READ_TIMEOUT)
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise _api_error(response)
