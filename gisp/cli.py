@@ -138,48 +138,72 @@ def _run_prune(args: argparse.Namespace) -> int:
 
 
 def _eval_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="perplexity, parameters and bytes of a checkpoint folder or base model")
+    p = sub.add_parser(
+        "eval", help="perplexity, multiple-choice accuracy, size, FLOPs and throughput of a checkpoint or base model"
+    )
     p.add_argument("path", help="checkpoint folder, local model folder or hub id")
-    p.add_argument("--data", required=True, help="held-out text (.txt or .jsonl)")
-    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--data", default=None, help="held-out text (.txt or .jsonl) for perplexity")
+    p.add_argument("--seq-len", type=_ints, default=[256], help="perplexity window length(s), e.g. 128,512")
     p.add_argument("--max-windows", type=int, default=None)
+    p.add_argument("--mc", action="append", default=[], help="multiple-choice file (repeatable)")
+    p.add_argument(
+        "--mc-format",
+        action="append",
+        default=[],
+        choices=["auto", "jsonl", "arc", "hellaswag", "copa"],
+        help="format of each --mc file, in order (one value applies to all; default: auto)",
+    )
+    p.add_argument("--mc-limit", type=int, default=None, help="score only the first N items of each set")
+    p.add_argument("--batch-size", type=int, default=16, help="multiple-choice items per forward pass")
+    p.add_argument("--throughput", action="store_true", help="measure prefill and decode tokens/s")
+    p.add_argument("--prompt-tokens", type=int, default=128, help="prompt length for --throughput")
+    p.add_argument("--decode-tokens", type=int, default=64, help="generated tokens for --throughput")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
+    from gisp.eval.harness import checkpoint_bytes, evaluate_model, load_for_eval
 
-    from gisp.evaluation import file_perplexity, folder_bytes, parameter_count
-    from gisp.export import load_pruned
-    from gisp.models import load_model
-
-    if args.seq_len < 2:
+    if not (args.data or args.mc or args.throughput):
+        raise GispError("nothing to measure: give --data, --mc or --throughput", field="data")
+    if not args.seq_len or min(args.seq_len) < 2:
         raise GispError("seq_len must be at least 2", field="seq_len")
-    if not Path(args.data).is_file():
+    if args.data and not Path(args.data).is_file():
         raise GispError(f"data file {args.data!r} does not exist", field="data")
-    path = Path(args.path)
-    config = path / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("model_type", "").startswith("gisp_"):
-        model = load_pruned(path)
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=True)
-    else:
-        loaded = load_model(args.path)
-        model, tokenizer = loaded.model, loaded.tokenizer
-    result = file_perplexity(model, tokenizer, args.data, args.seq_len, args.max_windows)
+    for path in args.mc:
+        if not Path(path).is_file():
+            raise GispError(f"multiple-choice file {path!r} does not exist", field="mc")
+    formats = args.mc_format
+    if len(formats) > 1 and len(formats) != len(args.mc):
+        raise GispError("give one --mc-format, or one per --mc file", field="mc_format")
+    if len(formats) <= 1:
+        formats = (formats or ["auto"]) * len(args.mc)
+    mc = list(zip(args.mc, formats, strict=True))
+    model, tokenizer = load_for_eval(args.path, device=args.device)
     summary = {
         "path": args.path,
-        "perplexity": result.perplexity,
-        "tokens": result.tokens,
-        "parameters": parameter_count(model),
-        "bytes": folder_bytes(path) if path.is_dir() else None,
-        "seq_len": args.seq_len,
+        "bytes": checkpoint_bytes(args.path),
+        **evaluate_model(
+            model,
+            tokenizer,
+            data=args.data,
+            seq_lens=args.seq_len,
+            max_windows=args.max_windows,
+            mc=mc,
+            mc_limit=args.mc_limit,
+            batch_size=args.batch_size,
+            throughput=args.throughput,
+            prompt_tokens=args.prompt_tokens,
+            decode_tokens=args.decode_tokens,
+        ),
     }
     if args.json:
         print(json.dumps(summary))
     else:
         for key, value in summary.items():
-            print(f"{key:>11}: {value}")
+            print(f"{key:>22}: {value}")
     return 0
 
 

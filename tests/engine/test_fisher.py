@@ -132,3 +132,20 @@ def test_pruner_with_gradient_checkpointing_matches_without() -> None:
         assert not loaded.model.training
         structures.append(trajectory.checkpoints[0].structure)
     assert structures[0] == structures[1]
+
+
+@pytest.mark.integration
+def test_fisher_prunes_stories260k_to_a_finite_heldout_perplexity() -> None:
+    import math
+
+    import gisp
+    from tests.conftest import shared_path
+
+    model = shared_path("models", "stories260K")
+    text = shared_path("data", "tinystories", "tinystories_val.txt")
+    settings = gisp.PruneSettings(targets=[0.3], importance="fisher", samples=16, seq_len=128, steps=4, heldout=8)
+    trajectory, prepared = gisp.run(str(model), text, settings)
+    record = trajectory.checkpoint(0.3)
+    assert abs(record.sparsity - 0.3) < 0.02
+    assert math.isfinite(record.metrics["perplexity"]) and 1 < record.metrics["perplexity"] < 100
+    assert math.isfinite(record.loss)

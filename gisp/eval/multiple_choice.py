@@ -1,0 +1,64 @@
+"""Zero-shot multiple-choice accuracy: score log P(choice | context) for every choice, pick the best.
+
+Three decision rules come out of one pass: `accuracy` uses the mean log-likelihood per choice
+token (length-normalized, as the pruner's held-out metric does), `accuracy_sum` the plain sum and
+`accuracy_chars` the sum per character of the continuation (lm-eval's acc_norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from gisp.data import ChoiceRecord
+from gisp.data.examples import IGNORE, _record_example
+from gisp.objectives.base import pad_sequences, sequence_nll
+
+
+@dataclass
+class ChoiceResult:
+    accuracy: float  # by mean NLL per choice token
+    accuracy_sum: float  # by summed NLL
+    accuracy_chars: float  # by summed NLL per character of the choice
+    items: int
+
+
+def _max_length(model: nn.Module, default: int = 2048) -> int:
+    return int(getattr(getattr(model, "config", None), "max_position_embeddings", None) or default)
+
+
+@torch.no_grad()
+def choice_scores(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[ChoiceRecord],
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> ChoiceResult:
+    """Accuracy of `model` on `items`; contexts too long for the model are truncated on the left."""
+    if not items:
+        return ChoiceResult(float("nan"), float("nan"), float("nan"), 0)
+    max_length = max_length or _max_length(model)
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    hits = torch.zeros(3)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        examples = [_record_example(tokenizer, item, "choice", max_length) for item in chunk]
+        sequences = [seq for example in examples for seq in example.choices]  # type: ignore[union-attr]
+        batch = pad_sequences(sequences, pad_id).to(device)
+        mean_nll = sequence_nll(model, batch).float().cpu()
+        counts = (batch.labels[:, 1:] != IGNORE).sum(1).float().cpu()
+        sum_nll = mean_nll * counts
+        offset = 0
+        for item in chunk:
+            n = len(item.choices)
+            chars = torch.tensor([max(len(c), 1) for c in item.choices], dtype=torch.float)
+            rules = (mean_nll[offset : offset + n], sum_nll[offset : offset + n], sum_nll[offset : offset + n] / chars)
+            hits += torch.tensor([float(int(torch.argmin(r)) == item.answer) for r in rules])
+            offset += n
+    acc = (hits / len(items)).tolist()
+    return ChoiceResult(acc[0], acc[1], acc[2], len(items))
