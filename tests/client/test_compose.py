@@ -64,11 +64,16 @@ def test_dockerfiles_run_as_non_root_with_a_healthcheck(compose):
         assert users, f"{name}: no USER"
         assert users[-1].split(":")[0] not in ("root", "0"), f"{name} runs as root"
         assert any(op == "HEALTHCHECK" and "CMD" in args for op, args in steps), f"{name}: no HEALTHCHECK"
-        for op, args in steps:  # every copied file exists in the build context
+        ignore = dockerfile.with_name(dockerfile.name + ".dockerignore")
+        kept = (
+            {line[1:] for line in ignore.read_text().splitlines() if line.startswith("!")} if ignore.exists() else None
+        )
+        for op, args in steps:  # every copied file exists and is sent with the build context
             if op == "COPY" and not args.startswith("--from"):
                 for source in args.split()[:-1]:
                     if not source.startswith("--"):
                         assert (REPO / source).exists(), f"{name}: COPY source {source} is missing"
+                        assert kept is None or source.split("/")[0] in kept, f"{name}: {source} is dockerignored"
 
 
 def test_worker_image_is_cuda_and_keeps_its_torch(compose):
