@@ -165,7 +165,12 @@ class Measured:
     sparsity: dict[float, float] = field(default_factory=dict)
     params: dict[float, int] = field(default_factory=dict)
     step_seconds: list[float] = field(default_factory=list)
-    checkpoint_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0  # spent measuring checkpoints, which the pruner times as part of a step
+
+    @property
+    def pruning_seconds(self) -> float:
+        """Seconds of the steps themselves, the checkpoint measurements taken out."""
+        return sum(self.step_seconds) - self.checkpoint_seconds
 
 
 def eval_observer(measure, measured: Measured):

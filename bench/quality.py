@@ -120,7 +120,7 @@ def main() -> None:
                     "protect": list(config.protect),
                     "seed": seed,
                     "wall_seconds": wall,
-                    "prune_seconds": sum(measured.step_seconds),
+                    "prune_seconds": measured.pruning_seconds,
                     "targets": {
                         str(r.target): {
                             "sparsity": r.sparsity,

@@ -65,7 +65,7 @@ def main() -> None:
                     "steps": steps,
                     "seed": seed,
                     "wall_seconds": wall,
-                    "prune_seconds": sum(measured.step_seconds),
+                    "prune_seconds": measured.pruning_seconds,
                     "perplexity": measured.metrics[args.target],
                     "sparsity": measured.sparsity[args.target],
                 }

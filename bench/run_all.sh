@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every benchmark in sequence, raw JSON and markdown tables into bench/results/, figures into docs/.
+# Usage: bash bench/run_all.sh [--quick]   (full mode takes ~30 min of wall time on a busy 2-core box)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=("$@")
+out=bench/results
+mkdir -p "$out"
+run() {  # name, script args...
+    local name=$1
+    shift
+    rm -f "$out/$name.md"
+    python3 "$@" "${mode[@]}" --json "$out/$name.json" --out "$out/$name.md"
+}
+run quality bench/quality.py
+run schedule bench/schedule.py
+run alignment bench/alignment.py
+run speed bench/speed.py --configs stories260K,random-100M --importances taylor,fisher
+run speed_1b bench/speed.py --configs random-1.1B
+run inference bench/inference.py
+python3 bench/plots.py
