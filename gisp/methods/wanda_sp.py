@@ -23,16 +23,20 @@ class InputNorms:
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = list({id(m): m for m in modules}.values())
         self.sums: dict[int, torch.Tensor] = {}
+        self.tokens: dict[int, float] = {}
         self.mask: torch.Tensor | None = None  # the current batch's attention mask
         self.handles: list = []
 
     def _hook(self, module: nn.Module, args: tuple) -> None:
         x = args[0].detach().float()
+        tokens = float(x.shape[0] * x.shape[1])
         if self.mask is not None and self.mask.shape == x.shape[:2]:
             x = x * self.mask.to(x.dtype).unsqueeze(-1)
+            tokens = float(self.mask.sum())
         squares = x.pow(2).reshape(-1, x.shape[-1]).sum(0)
         key = id(module)
         self.sums[key] = squares if key not in self.sums else self.sums[key] + squares
+        self.tokens[key] = self.tokens.get(key, 0.0) + tokens
 
     def __enter__(self) -> InputNorms:
         self.handles = [m.register_forward_pre_hook(self._hook) for m in self.modules]
@@ -48,13 +52,15 @@ class InputNorms:
         return self.sums[id(module)].sqrt()
 
 
-def _group_score(group: WeightGroup, norms: torch.Tensor) -> torch.Tensor:
-    """Σ |W|·‖X_in‖ per unit of one weight group (biases count |b|·1)."""
+def _group_score(group: WeightGroup, sums: InputNorms) -> torch.Tensor:
+    """Σ |W|·‖X_in‖ per unit of one weight group; a bias is a weight on a constant input of 1,
+    whose norm over the calibration tokens is √tokens."""
     tensor = group.tensor.detach().float()
     if group.name == "bias":
-        per_slice = tensor.abs()
+        per_slice = tensor.abs() * sums.tokens[id(group.module)] ** 0.5
     else:
-        weighted = tensor.abs() * norms.to(tensor.device).unsqueeze(0)  # [out, in] × ‖X‖ per input column
+        norms = sums.norm(group.module).to(tensor.device)  # ‖X‖ per input column
+        weighted = tensor.abs() * norms.unsqueeze(0)
         per_slice = weighted.sum(dim=1 - group.axis)
     return per_slice.view(-1, group.unit_size).sum(1).cpu()
 
@@ -77,7 +83,7 @@ class WandaSPMethod(PruningMethod):
                 loss_sum += float(ctx.objective.sample_losses(ctx.model, batch).sum())
         scores = {}
         for key, group_list in groups.items():
-            parts = [_group_score(g, sums.norm(g.module)) for g in group_list]
+            parts = [_group_score(g, sums) for g in group_list]
             scores[key] = torch.stack(parts).sum(0) if parts else torch.zeros(0)
         raw = scores_by_unit(ctx.structure, scores)
         return Ranking(order=uniform_order(ctx.candidates, raw), loss=loss_sum / max(total, 1))
