@@ -1,0 +1,73 @@
+"""The headline ratios of docs/benchmarks.md, computed from the benchmarks' JSON in bench/results/:
+gisp vs wanda-sp and oneshot perplexity at 0.4/0.5, step time over the floor, peak memory over
+weight bytes, inference speedup at 0.5."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def mean_ppl(runs: list[dict], label: str, target: float, text: str) -> float:
+    return statistics.mean(r["targets"][str(target)]["perplexity"][text] for r in runs if r["label"] == label)
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    lines = []
+    quality = load("quality")
+    if quality:
+        for other in ("wanda-sp", "oneshot"):
+            for target in (0.4, 0.5):
+                parts = []
+                for text in ("tinystories", "wikitext2", "c4"):
+                    mine, theirs = (mean_ppl(quality["runs"], lab, target, text) for lab in ("gisp", other))
+                    parts.append(f"{text} {mine:.1f}/{theirs:.1f} = **{mine / theirs:.2f}×**")
+                lines.append(f"- perplexity gisp / {other} at {target}: " + "; ".join(parts))
+        for label in ("gisp fisher",):
+            if any(r["label"] == label for r in quality["runs"]):
+                parts = []
+                for text in ("tinystories", "wikitext2", "c4"):
+                    mine, theirs = (mean_ppl(quality["runs"], lab, 0.5, text) for lab in (label, "wanda-sp"))
+                    parts.append(f"{text} **{mine / theirs:.2f}×**")
+                lines.append(f"- perplexity {label} / wanda-sp at 0.5: " + "; ".join(parts))
+    for name in ("speed", "speed_1b"):
+        speed = load(name)
+        for r in speed["results"] if speed else []:
+            steps = r["step_seconds"]
+            mean_ratio = statistics.mean(steps) / r["floor_seconds"]
+            weights = r["weight_bytes"] / 2**20
+            lines.append(
+                f"- {r['name']} ({r['importance']}, {r['samples']}×{r['seq_len']} tokens): step 1 / floor "
+                f"**{steps[0] / r['floor_seconds']:.2f}×**, mean step / floor {mean_ratio:.2f}×; "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB = **{r['peak_rss_mib'] / weights:.2f}×** the weights "
+                f"({weights:.1f} MiB), {(r['peak_rss_mib'] - r['rss_after_imports_mib']) / weights:.2f}× above the "
+                "import baseline"
+            )
+    inference = load("inference")
+    if inference:
+        for model in dict.fromkeys(r["model"] for r in inference["results"]):
+            rows = {r["checkpoint"]: r for r in inference["results"] if r["model"] == model}
+            dense, half = rows.get("dense"), rows.get("0.5")
+            if dense and half:
+                ratio = dense["parameters"] / half["parameters"]
+                prefill = half["prefill_tokens_per_s"] / dense["prefill_tokens_per_s"]
+                decode = half["decode_tokens_per_s"] / dense["decode_tokens_per_s"]
+                lines.append(
+                    f"- {model} at 0.5: prefill **{prefill:.2f}×**, decode **{decode:.2f}×** the dense tokens/s "
+                    f"(parameters {ratio:.2f}× fewer)"
+                )
+    print("\n".join(lines) or "no results in bench/results/ yet")
+
+
+if __name__ == "__main__":
+    main()
