@@ -26,7 +26,7 @@ from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
 from worker.app import enqueue
 from worker.observer import JobObserver
-from worker.runtime import runtime
+from worker.runtime import SHUTTING_DOWN, runtime
 
 log = logging.getLogger("gisp.worker")
 EVAL_EXAMPLES = 64  # examples drawn from an evaluation dataset for each checkpoint's metrics
@@ -82,6 +82,9 @@ def _eval_examples(rt: Runtime, dataset_path: Path, kind: str, model_source: str
 def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
     """Run (or resume) `job_id`; returns the outcome (`skipped` when there was nothing to do)."""
     rt = rt or runtime()
+    if SHUTTING_DOWN.is_set():  # a message taken during warm shutdown: leave the job to the next worker
+        enqueue(rt_celery(), rt.settings, job_id)
+        return "deferred"
     lease = uuid.uuid4().hex
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
     trajectory_file = rt.store.trajectory_path(job_id)

@@ -59,12 +59,26 @@ def _postgres_database(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _flush_redis(url: str, queue: str) -> None:
+SHARED_KOMBU_KEYS = ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding_deadlines")
+
+
+def _redis_keys_present(url: str) -> set[str]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return {k for k in SHARED_KOMBU_KEYS if client.exists(k)}
+    finally:
+        client.close()
+
+
+def _flush_redis(url: str, queue: str, existed: set[str]) -> None:
+    """Delete this session's queue and the kombu bookkeeping keys it created (not ones that were there)."""
     import redis
 
     client = redis.Redis.from_url(url)
     keys = [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
-    keys += ["unacked", "unacked_index", "unacked_mutex"]  # in this test db, only our worker's
+    keys += [k for k in SHARED_KOMBU_KEYS if k not in existed]
     keys += [k for k in client.scan_iter(f"{queue}\x06\x16*")]  # priority sub-queues
     client.delete(*keys)
     client.close()
@@ -89,12 +103,13 @@ def backend(request) -> Iterator[Backend]:
     if not db_url or not broker_url:
         pytest.skip("set GISP_TEST_DATABASE_URL and GISP_TEST_BROKER_URL to run on PostgreSQL + Redis")
     queue = f"prune-test-{secrets.token_hex(3)}"
+    existed = _redis_keys_present(broker_url)
     for url in _postgres_database(db_url):
         os.environ["GISP_TEST_QUEUE"] = queue
         try:
             yield Backend("postgres-redis", url, broker_url)
         finally:
-            _flush_redis(broker_url, queue)
+            _flush_redis(broker_url, queue, existed)
 
 
 # ----------------------------------------------------------------------------------------- the worker
@@ -175,6 +190,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
         "GISP_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "GISP_AUTH": "on",
         "GISP_TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",  # a hub id that is not cached fails at once instead of retrying the network
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:

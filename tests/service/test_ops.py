@@ -42,3 +42,15 @@ def test_openapi_docs(service):
     assert service.client.get("/docs").status_code == 200
     paths = service.client.get("/openapi.json").json()["paths"]
     assert "/v1/jobs/{job_id}/checkpoints/select" in paths and "/v1/checkpoints/{checkpoint_id}/download" in paths
+
+
+def test_migrations_match_the_models(service):
+    """The Alembic head creates exactly the schema of db.models (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from db.models import Base
+
+    with service.rt.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
