@@ -23,7 +23,7 @@ from db.repos import jobs as job_repo
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError, DataFormatError
 from gisp.importance import estimator_names
-from gisp.methods import method_names
+from gisp.methods import get_method, method_names
 from gisp.models import DTYPES
 from gisp.objectives import get_objective, objective_names
 
@@ -109,7 +109,7 @@ def create(
         samples=body.samples,
         seq_len=body.seq_len,
         seed=body.seed,
-        total_steps=body.steps,
+        total_steps=body.steps if get_method(body.method).iterative else 1,  # one-shot baselines: one step
         idempotency_key=idempotency_key,
         request_hash=digest,
     )

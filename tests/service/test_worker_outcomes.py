@@ -62,3 +62,11 @@ def test_graceful_worker_shutdown_requeues_and_resumes(service, text_dataset):
     assert any(e["type"] == "queued" and e["data"].get("reason") == "worker shutdown" for e in events)
     started = [e["data"] for e in events if e["type"] == "started"]
     assert len(started) == 2 and started[1]["resumed_from_step"] >= handed_back["progress"]["step"] >= 2
+
+
+def test_one_shot_baseline_is_one_step(service, text_dataset):
+    job = submit(service, {**TINY, "dataset_id": text_dataset["id"], "method": "magnitude"}).json()
+    assert job["progress"]["total_steps"] == 1
+    final = wait_finished(service, job["id"])
+    assert final["status"] == "succeeded" and final["checkpoint_count"] == 2
+    assert final["progress"]["step"] == final["progress"]["total_steps"] == 1
