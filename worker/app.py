@@ -20,6 +20,16 @@ TASK_NAME = "gisp.prune"
 log = logging.getLogger("gisp.worker")
 
 
+def _transport_options(broker: str) -> dict:
+    if broker.startswith("sqla+sqlite"):
+        # the SQLAlchemy transport hands its options to create_engine: wait for SQLite's lock
+        # (the API sends while the worker polls) instead of failing after the default 5 s
+        return {"connect_args": {"timeout": 30}}
+    if broker.startswith("sqla+"):
+        return {}
+    return {"polling_interval": 0.5}
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("gisp", broker=settings.broker, set_as_current=False)
     app.conf.update(
@@ -30,8 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         task_routes={TASK_NAME: {"queue": settings.queue}},
         broker_connection_retry_on_startup=True,
-        # the SQLAlchemy transport hands its options to create_engine, so only others get a polling interval
-        broker_transport_options={} if settings.broker.startswith("sqla+") else {"polling_interval": 0.5},
+        broker_transport_options=_transport_options(settings.broker),
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
