@@ -2,7 +2,8 @@
 
 Three decision rules come out of one pass: `accuracy` uses the mean log-likelihood per choice
 token (length-normalized, as the pruner's held-out metric does), `accuracy_sum` the plain sum and
-`accuracy_chars` the sum per character of the continuation (lm-eval's acc_norm).
+`accuracy_chars` the sum per character of the continuation, joining space included (lm-eval's
+acc_norm).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from gisp.data import ChoiceRecord
-from gisp.data.examples import IGNORE, _record_example
+from gisp.data.examples import IGNORE, _join, _record_example
 from gisp.objectives.base import pad_sequences, sequence_nll
 
 
@@ -44,7 +45,7 @@ def choice_scores(
     max_length = max_length or _max_length(model)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    hits = torch.zeros(3)
+    hits = [0, 0, 0]
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         examples = [_record_example(tokenizer, item, "choice", max_length) for item in chunk]
@@ -56,9 +57,14 @@ def choice_scores(
         offset = 0
         for item in chunk:
             n = len(item.choices)
-            chars = torch.tensor([max(len(c), 1) for c in item.choices], dtype=torch.float)
+            chars = torch.tensor([max(_continuation_chars(item.context, c), 1) for c in item.choices])
             rules = (mean_nll[offset : offset + n], sum_nll[offset : offset + n], sum_nll[offset : offset + n] / chars)
-            hits += torch.tensor([float(int(torch.argmin(r)) == item.answer) for r in rules])
+            for rule, rule_nll in enumerate(rules):
+                hits[rule] += int(int(torch.argmin(rule_nll)) == item.answer)
             offset += n
-    acc = (hits / len(items)).tolist()
-    return ChoiceResult(acc[0], acc[1], acc[2], len(items))
+    return ChoiceResult(hits[0] / len(items), hits[1] / len(items), hits[2] / len(items), len(items))
+
+
+def _continuation_chars(context: str, choice: str) -> int:
+    """Characters the choice adds to the context, the joining space included (lm-eval's acc_norm)."""
+    return len(_join(context, choice)) - len(context)
