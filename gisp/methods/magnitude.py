@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from gisp.methods.base import MethodContext, PruningMethod, Ranking, ascending, register_method, scores_by_unit
+from gisp.methods.common import calibration_loss
 from gisp.normalization import normalizer
 from gisp.structure import KINDS
 
@@ -31,4 +32,4 @@ class MagnitudeMethod(PruningMethod):
         divisor = normalizer(ctx.normalization)
         raw = scores_by_unit(ctx.structure, scores)
         normalized = {u: v / divisor(ctx.adapter.spec, u.kind) for u, v in raw.items()}
-        return Ranking(order=ascending(ctx.candidates, normalized), loss=None)
+        return Ranking(order=ascending(ctx.candidates, normalized), loss=calibration_loss(ctx))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from gisp.methods.base import MethodContext, PruningMethod, Ranking, register_method
+from gisp.methods.common import calibration_loss
 
 
 @register_method
@@ -16,4 +17,4 @@ class RandomMethod(PruningMethod):
     def rank(self, ctx: MethodContext) -> Ranking:
         order = sorted(ctx.candidates, key=lambda u: (u.layer, u.kind, u.index))
         random.Random(ctx.seed).shuffle(order)
-        return Ranking(order=order, loss=None)
+        return Ranking(order=order, loss=calibration_loss(ctx))

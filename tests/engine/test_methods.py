@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -86,3 +88,9 @@ def test_baselines_respect_protected_layers() -> None:
         spec = trajectory.arch
         structure = trajectory.checkpoints[0].structure
         assert len(structure.attn[0]) == spec.num_kv_heads and len(structure.mlp[0]) == spec.intermediate_size
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_baselines_record_a_finite_calibration_loss(method: str) -> None:
+    record = run_method(method, targets=[0.3]).checkpoints[0]
+    assert math.isfinite(record.loss) and record.loss > 0
