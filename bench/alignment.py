@@ -31,7 +31,8 @@ class Calibration:
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default="gisp,wanda-sp")
-    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
+    parser.add_argument("--targets", default="0.1,0.2,0.3,0.4,0.5")
+    parser.add_argument("--importance", default="taylor", help="importance estimator for gisp")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--items", type=int, default=None, help="margin calibration items (4 sequences each)")
@@ -89,6 +90,7 @@ def main() -> None:
                     samples=calibration.samples,
                     seq_len=args.seq_len,
                     seed=seed,
+                    importance=args.importance,
                     heldout=0,
                 )
                 measured = common.Measured()
@@ -131,7 +133,8 @@ def main() -> None:
             f"lowest mean per-token NLL of the choice. Calibration: margin = {args.items} items from the "
             f"calibration part; perplexity = {args.windows} windows × {args.seq_len} tokens of the named text "
             f"(C4: its first {args.c4_docs} documents); "
-            f"{args.steps} steps (gisp), {args.seeds} seed(s). Dense accuracy {dense:.3f}; chance 0.25.\n",
+            f"{args.steps} steps (gisp, {args.importance} importance), {args.seeds} seed(s). "
+            f"Dense accuracy {dense:.3f}; chance 0.25.\n",
             common.markdown_table(["method", "calibration"] + [f"{t:g}" for t in targets], rows) + "\n",
         ]
     )
