@@ -122,13 +122,15 @@ def main() -> None:
     parser.add_argument("--quality", type=Path, default=REPO / "bench" / "results" / "quality.json")
     parser.add_argument("--schedule", type=Path, default=REPO / "bench" / "results" / "schedule.json")
     parser.add_argument("--outdir", type=Path, default=REPO / "docs")
-    parser.add_argument("--layer-methods", default="gisp,oneshot,wanda-sp,gisp fisher,gisp protect[0,4]")
+    parser.add_argument(
+        "--layer-methods", default="gisp;oneshot;wanda-sp;gisp fisher;gisp protect[0,4]", help="labels, ;-separated"
+    )
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
     if args.quality.is_file():
         quality = json.loads(args.quality.read_text())
         perplexity_plot(quality, args.outdir / "perplexity_vs_sparsity.png")
-        layer_plot(quality, args.outdir / "layer_widths.png", args.layer_methods.split(","))
+        layer_plot(quality, args.outdir / "layer_widths.png", args.layer_methods.split(";"))
         print(f"wrote {args.outdir / 'perplexity_vs_sparsity.png'}, {args.outdir / 'layer_widths.png'}")
     else:
         print(f"note: {args.quality} not found; run bench/quality.py --json {args.quality}")
