@@ -68,7 +68,10 @@ def child(spec: dict) -> dict:
     )
     objective = get_objective("perplexity")
     batches = objective.batches(examples, settings.batch_size, 0)
-    floors = [forward_backward(loaded, objective, batches) for _ in range(spec["floor_repeats"])]
+    from gisp.importance.checkpointing import gradient_checkpointing
+
+    with gradient_checkpointing(loaded.model, spec["checkpointing"]):  # the floor runs as the steps will
+        floors = [forward_backward(loaded, objective, batches) for _ in range(spec["floor_repeats"])]
     floor = min(floors)
 
     measured = common.Measured()
@@ -231,7 +234,8 @@ def report(args, results: list[dict], skipped: list[str]) -> None:
         [
             common.run_header(f"Pruning cost ({mode} mode)", args),
             "floor = one forward+backward over all calibration batches with gradients on the prunable weights "
-            "(min of 2, 1 for 1.1B; dense model, same process); step 1 runs on the dense model, so step1/floor is "
+            "(min of 2, 1 for 1.1B; dense model, same process; with gradient checkpointing in +ckpt rows); "
+            "step 1 runs on the dense model, so step1/floor is "
             "the method's overhead; mean step/floor includes later, smaller models. Peak RSS is the process's "
             "ru_maxrss (model build included); 'imports' is RSS after importing torch/transformers/gisp, and "
             "(peak − imports)/weights the memory pruning needs per byte of weights." + notes + "\n",
