@@ -28,6 +28,18 @@ class Calibration:
     samples: int
 
 
+def next_sentence_builder():
+    """The engine's TinyStories next-sentence builder (gisp.data.next_sentence); the local one in
+    bench/ only where the engine predates it."""
+    try:
+        from gisp.data import next_sentence
+
+        return next_sentence, "gisp.data.next_sentence (3 context sentences)"
+    except ImportError:
+        print("note: gisp.data.next_sentence not found; using bench/mc_tinystories.py")
+        return mc_tinystories, "bench/mc_tinystories.py (≥2 context sentences)"
+
+
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default="gisp,wanda-sp")
@@ -57,10 +69,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="gisp-bench-alignment-"))
     split = common.split_tinystories(tmp)
-    calib_items = mc_tinystories.build_items(split.calibration.read_text(), 1000, seed=1)
-    eval_items = mc_tinystories.build_items(split.evaluation.read_text(), args.eval_items, seed=2)
-    calib_mc = mc_tinystories.write_items(tmp / "next_sentence_calib.jsonl", calib_items)
-    eval_mc = mc_tinystories.write_items(tmp / "next_sentence_eval.jsonl", eval_items)
+    builder, builder_name = next_sentence_builder()
+    calib_items = builder.build_items(split.calibration.read_text(), 1000, seed=1)
+    eval_items = builder.build_items(split.evaluation.read_text(), args.eval_items, seed=2)
+    calib_mc = builder.write_items(tmp / "next_sentence_calib.jsonl", calib_items)
+    eval_mc = builder.write_items(tmp / "next_sentence_eval.jsonl", eval_items)
     print(f"task items: {len(calib_items)} for calibration ({calib_mc}), {len(eval_items)} for evaluation ({eval_mc})")
 
     base = gisp.load_model(str(common.STORIES))
@@ -128,8 +141,8 @@ def main() -> None:
     text = "\n".join(
         [
             common.run_header(f"Task alignment: next-sentence accuracy, stories260K ({mode} mode)", args),
-            f"Task: pick the true next sentence of a TinyStories paragraph among 4 (3 from other paragraphs); "
-            f"bench/mc_tinystories.py. Evaluation: {len(eval_items)} items from the held-out part, scored by the "
+            f"Task: pick the true next sentence of a TinyStories paragraph among 4 (3 from other paragraphs), "
+            f"built by {builder_name}. Evaluation: {len(eval_items)} items from the held-out part, scored by the "
             f"lowest mean per-token NLL of the choice. Calibration: margin = {args.items} items from the "
             f"calibration part; perplexity = {args.windows} windows × {args.seq_len} tokens of the named text "
             f"(C4: its first {args.c4_docs} documents); "
@@ -139,7 +152,7 @@ def main() -> None:
         ]
     )
     common.emit(text, args)
-    common.write_json({"settings": vars(args), "dense_accuracy": dense, "runs": runs}, args)
+    common.write_json({"settings": vars(args), "builder": builder_name, "dense_accuracy": dense, "runs": runs}, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A multiple-choice task stories260K can actually do: pick the true next sentence of a TinyStories
-paragraph among it and sentences drawn from other paragraphs. Used by bench/alignment.py when
-the engine has no builder of its own; writes the engine's choice JSONL format."""
+paragraph among it and sentences drawn from other paragraphs. bench/alignment.py uses the engine's
+`gisp.data.next_sentence` and falls back to this one only where the engine predates it."""
 
 from __future__ import annotations
 
