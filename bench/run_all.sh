@@ -13,9 +13,11 @@ run() {  # name, script args...
     python3 "$@" "${mode[@]}" --json "$out/$name.json" --out "$out/$name.md"
 }
 run quality bench/quality.py
-run schedule bench/schedule.py
+run schedule bench/schedule.py --seeds 2
 run alignment bench/alignment.py
+run alignment_fisher bench/alignment.py --methods gisp --importance fisher
 run speed bench/speed.py --configs stories260K,random-100M --importances taylor,fisher
+run speed_ckpt bench/speed.py --configs random-100M --checkpointing
 run speed_1b bench/speed.py --configs random-1.1B
 run inference bench/inference.py
 python3 bench/plots.py
