@@ -134,6 +134,7 @@ def _submit(args: argparse.Namespace) -> int:
             seq_len=args.seq_len,
             seed=args.seed,
             dtype=args.dtype,
+            importance=args.importance,
         )
         print(job["id"], flush=True)
         if not args.wait:

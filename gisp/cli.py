@@ -38,6 +38,7 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, default=256, help="tokens per calibration window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--importance", default=None, help="fisher | taylor (default: taylor for margin, else fisher)")
 
 
 def _prune_command(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +47,6 @@ def _prune_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="calibration file (.txt or .jsonl)")
     p.add_argument("--out", required=True, help="output folder")
     add_prune_arguments(p)
-    p.add_argument("--importance", default="taylor")
     p.add_argument("--normalization", default="param", help="param | reference")
     p.add_argument("--protect-layers", type=_ints, default=[], help="layer indices kept whole, e.g. 0,31")
     p.add_argument("--batch-size", type=int, default=8)

@@ -24,7 +24,7 @@ class PruneSettings:
     samples: int = 64
     seq_len: int = 256
     seed: int = 0
-    importance: str = "taylor"
+    importance: str | None = None  # None: default_importance(objective)
     normalization: str = "param"
     protect_layers: list[int] = field(default_factory=list)
     batch_size: int = 8
@@ -34,6 +34,8 @@ class PruneSettings:
     gradient_checkpointing: bool = False  # recompute activations in scoring passes (long sequences)
 
     def __post_init__(self) -> None:
+        if self.importance is None:
+            self.importance = default_importance(self.objective)
         self.targets = sorted({round(float(t), 6) for t in self.targets})
         self.validate()
 
@@ -62,6 +64,13 @@ class PruneSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def default_importance(objective: str) -> str:
+    """`fisher` won our quality benchmark for perplexity-type objectives (docs/benchmarks.md);
+    for `margin`, whose score is signed by design (∂L+ − ∂L−), the paper's `taylor` did as well
+    or better, so it stays the default there."""
+    return "taylor" if objective == "margin" else "fisher"
 
 
 def _choice(name: str, value: str, allowed: list[str]) -> None:

@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread: the suite shares two cores with the worker subprocesses of the service tests, and
+# OpenMP threads spinning against each other made steps 5-50x slower there.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

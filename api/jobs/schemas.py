@@ -25,7 +25,9 @@ class JobCreate(BaseModel):
     seq_len: int = 256
     seed: int = 0
     dtype: str = "float32"
-    importance: str = "taylor"
+    importance: str | None = Field(
+        default=None, description="fisher | taylor; default: taylor for the margin objective, else fisher"
+    )
 
 
 class Progress(BaseModel):
@@ -55,6 +57,7 @@ class JobOut(BaseModel):
     seq_len: int
     seed: int
     dtype: str
+    importance: str
     progress: Progress
     error: JobError | None
     created_at: datetime

@@ -20,7 +20,7 @@ from db.repos import checkpoints as checkpoint_repo
 from db.repos import datasets as dataset_repo
 from db.repos import events as event_repo
 from db.repos import jobs as job_repo
-from gisp.config import PruneSettings
+from gisp.config import PruneSettings, default_importance
 from gisp.errors import ConfigError, DataFormatError
 from gisp.importance import estimator_names
 from gisp.methods import get_method, method_names
@@ -38,7 +38,8 @@ def validate(session: Session, tenant_id: str, body: JobCreate, model_roots) -> 
     errors: list[dict[str, str]] = []
     _choice(errors, "objective", body.objective, objective_names())
     _choice(errors, "method", body.method, method_names())
-    _choice(errors, "importance", body.importance, estimator_names())
+    if body.importance is not None:
+        _choice(errors, "importance", body.importance, estimator_names())
     _choice(errors, "dtype", body.dtype, sorted(DTYPES))
     if not body.targets:
         errors.append({"field": "targets", "message": "at least one target sparsity is required"})
@@ -102,7 +103,7 @@ def create(
         eval_dataset_id=body.eval_dataset_id,
         objective=body.objective,
         method=body.method,
-        importance=body.importance,
+        importance=body.importance or default_importance(body.objective),
         dtype=body.dtype,
         targets=sorted({round(float(t), 6) for t in body.targets}),
         steps=body.steps,
@@ -163,6 +164,7 @@ def to_out(job: Job, checkpoint_count: int) -> dict[str, Any]:
         "seq_len": job.seq_len,
         "seed": job.seed,
         "dtype": job.dtype,
+        "importance": job.importance,
         "progress": {
             "step": job.step,
             "total_steps": job.total_steps,

@@ -54,11 +54,18 @@ def test_trajectory_round_trips_through_json(tmp_path) -> None:
     assert loaded.checkpoint(0.3).structure.attn == trajectory.checkpoint(0.3).structure.attn
 
 
-def test_importance_is_recomputed_on_the_pruned_model() -> None:
-    """Iterating must differ from ranking once: with 8 steps the 0.5 structure is not the one-shot one."""
-    iterative = run_tiny("llama-gqa", steps=8, targets=[0.5]).checkpoints[0].structure
-    oneshot = run_tiny("llama-gqa", steps=8, targets=[0.5], method="oneshot").checkpoints[0].structure
-    assert iterative.to_dict() != oneshot.to_dict()
+@pytest.mark.parametrize("importance", ["taylor", "fisher"])
+def test_importance_is_recomputed_on_the_pruned_model(importance: str) -> None:
+    """Iterating must differ from ranking once: with 8 steps the 0.7 structure is not the one-shot one."""
+    iterative = run_tiny("llama-gqa", steps=8, targets=[0.7], importance=importance).checkpoints[0].structure
+    oneshot = run_tiny("llama-gqa", steps=8, targets=[0.7], importance=importance, method="oneshot")
+    assert iterative.to_dict() != oneshot.checkpoints[0].structure.to_dict()
+
+
+def test_default_importance_follows_the_objective() -> None:
+    assert PruneSettings(targets=[0.2]).importance == "fisher"
+    assert PruneSettings(targets=[0.2], objective="margin").importance == "taylor"
+    assert PruneSettings(targets=[0.2], objective="margin", importance="fisher").importance == "fisher"
 
 
 class StopAfter(PruneObserver):
