@@ -8,6 +8,7 @@ against the parameter ratio (and the FLOPs ratio) it could at best reach.
 from __future__ import annotations
 
 import copy
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None)
     args = parser.parse_args()
     args.decode = args.decode or (32 if args.quick else 64)
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.repeats = args.repeats or (3 if args.quick else 9)
     args.steps = args.steps or (4 if args.quick else 8)
     args.samples = args.samples or (8 if args.quick else 32)
     common.setup(args)
@@ -79,24 +80,31 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gisp-bench-inference-"))
     results = []
     for name in args.models.split(","):
-        models = stories_models(args, tmp) if name == "stories260K" else random_models(args)
-        for label, model, params, flops in models:
-            speed = measure_throughput(model, args.prompt, args.decode, batch_size=1, repeats=args.repeats)
+        models = list(stories_models(args, tmp) if name == "stories260K" else random_models(args))
+        # Round-robin: every round measures each model once (after its own warm-up), so a change in
+        # the neighbours' load hits all models alike instead of whichever was measured then.
+        rounds: dict[str, list] = {label: [] for label, *_ in models}
+        for _ in range(args.repeats):
+            for label, model, _params, _flops in models:
+                rounds[label].append(measure_throughput(model, args.prompt, args.decode, batch_size=1, repeats=1))
+        for label, _model, params, flops in models:
+            runs = rounds[label]
+            prefill = statistics.median(r.prefill_tokens_per_s for r in runs)
+            decode = statistics.median(r.decode_tokens_per_s for r in runs)
             results.append(
                 {
                     "model": name,
                     "checkpoint": label,
                     "parameters": params,
                     "flops_per_token": flops,
-                    **speed.to_dict(),
+                    **runs[0].to_dict(),
+                    "prefill_tokens_per_s": prefill,
+                    "decode_tokens_per_s": decode,
+                    "rounds": [r.to_dict() for r in runs],
                 }
             )
-            print(
-                f"{name} {label}: prefill {speed.prefill_tokens_per_s:,.0f} tok/s, "
-                f"decode {speed.decode_tokens_per_s:,.1f} tok/s",
-                flush=True,
-            )
-            del model
+            print(f"{name} {label}: prefill {prefill:,.0f} tok/s, decode {decode:,.1f} tok/s", flush=True)
+        del models
 
     rows = []
     for r in results:
@@ -125,8 +133,9 @@ def main() -> None:
         [
             common.run_header(f"CPU inference speed of pruned checkpoints ({mode} mode)", args),
             f"Batch 1, prompt {args.prompt} random tokens (prefill = one forward), then {args.decode} greedy tokens "
-            f"one at a time with the KV cache (decode); `gisp.eval.throughput.measure_throughput`, one warm-up, "
-            f"median of {args.repeats} runs, {args.threads} torch thread(s). stories260K trajectory: gisp, "
+            f"one at a time with the KV cache (decode); `gisp.eval.throughput.measure_throughput` (one warm-up, one "
+            f"timed run) per model per round, models interleaved, median of {args.repeats} rounds, "
+            f"{args.threads} torch thread(s). stories260K trajectory: gisp, "
             f"{args.samples} calibration windows, {args.steps} steps, exported and reloaded with `load_pruned`; "
             "random-100M: gisp on 4 synthetic windows × 64 tokens, sliced in memory. Ratios are against the dense "
             "model of the same row group; 'speedup/params' = speedup ÷ (dense params / pruned params).\n",
