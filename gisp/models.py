@@ -56,4 +56,8 @@ def load_model(source: str, device: str = "cpu", dtype: str = "float32", revisio
         raise ModelNotFoundError(f"cannot load model {source!r}: {exc}".splitlines()[0], field="model") from exc
     model.to(device)
     model.eval()
+    local = Path(source).expanduser()
+    # a local folder is recorded absolute, so a trajectory still finds its base from another cwd
+    if (local / "config.json").is_file():
+        return LoadedModel(model, tokenizer, adapter, str(local.resolve()), None)
     return LoadedModel(model, tokenizer, adapter, source, getattr(config, "_commit_hash", None))

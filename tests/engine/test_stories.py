@@ -158,3 +158,12 @@ def test_cli_bad_arguments_exit_with_one_line(
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_trajectory_records_a_local_base_absolutely(stories_model: Path, tmp_path: Path, monkeypatch) -> None:
+    """A trajectory made from a relative path must still find its base model from elsewhere."""
+    from gisp.models import load_model
+
+    monkeypatch.chdir(stories_model.parent)
+    loaded = load_model(stories_model.name)
+    assert Path(loaded.source).is_absolute() and Path(loaded.source) == stories_model.resolve()
