@@ -64,6 +64,7 @@ def _run_prune(args: argparse.Namespace) -> int:
 
     from gisp.config import PruneSettings
     from gisp.export import export_all
+    from gisp.methods import get_method
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
     from gisp.trajectory import Trajectory
@@ -91,11 +92,10 @@ def _run_prune(args: argparse.Namespace) -> int:
 
     class Progress(PruneObserver):
         def __init__(self) -> None:
-            self.bar: tqdm | None = None
+            total = settings.steps if get_method(settings.method).iterative else 1
+            self.bar = tqdm(total=total, desc="pruning", unit="step", file=sys.stderr, delay=0.1)
 
         def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
-            if self.bar is None:
-                self.bar = tqdm(total=report.total_steps, desc="pruning", unit="step", file=sys.stderr)
             self.bar.update(1)
             self.bar.set_postfix(sparsity=f"{report.sparsity:.3f}", loss=f"{report.loss or float('nan'):.3f}")
             trajectory.save(out / "trajectory.json")
@@ -103,8 +103,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress = Progress()
     trajectory, prepared = run(args.model, args.data, settings, observer=progress)
-    if progress.bar is not None:
-        progress.bar.close()
+    progress.bar.close()
     del prepared
     paths = export_all(trajectory, out)
     trajectory.save(out / "trajectory.json")
