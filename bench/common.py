@@ -319,20 +319,3 @@ def write_json(data: object, args: argparse.Namespace) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1, default=str))
         print(f"raw results: {args.json}")
-
-
-def batched_choice_accuracy(model: torch.nn.Module, items: list, items_per_batch: int = 16, pad_id: int = 0) -> float:
-    """`gisp.evaluation.choice_accuracy` (lowest mean per-token NLL wins) with many items per
-    forward pass: the same scores, several times faster on small models."""
-    from gisp.objectives.base import pad_sequences, sequence_nll
-
-    device = next(model.parameters()).device
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(items), items_per_batch):
-            chunk = items[i : i + items_per_batch]
-            batch = pad_sequences([seq for item in chunk for seq in item.choices], pad_id).to(device)
-            nll = sequence_nll(model, batch)
-            for group, item in zip(nll.split([len(it.choices) for it in chunk]), chunk, strict=True):
-                correct += int(int(torch.argmin(group)) == item.answer)
-    return correct / max(len(items), 1)

@@ -44,15 +44,29 @@ def sequence_perplexity(
 
 
 @torch.no_grad()
+def choice_nll(
+    model: nn.Module, examples: list[ChoiceExample], pad_id: int = 0, items_per_batch: int = 16
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per item, (mean NLL, summed NLL) of each choice's tokens; many items per forward pass."""
+    out = []
+    for i in range(0, len(examples), items_per_batch):
+        chunk = examples[i : i + items_per_batch]
+        batch = pad_sequences([seq for item in chunk for seq in item.choices], pad_id).to(_device(model))
+        mean = sequence_nll(model, batch).float().cpu()
+        total = mean * (batch.labels[:, 1:] != -100).sum(1).float().cpu()
+        sizes = [len(item.choices) for item in chunk]
+        out += list(zip(mean.split(sizes), total.split(sizes), strict=True))
+    return out
+
+
 def choice_accuracy(model: nn.Module, examples: list[ChoiceExample], pad_id: int = 0) -> float:
     """Share of items whose answer has the lowest mean per-token NLL (length-normalized)."""
     if not examples:
         return float("nan")
-    correct = 0
-    for item in examples:
-        nll = sequence_nll(model, pad_sequences(item.choices, pad_id).to(_device(model)))
-        correct += int(int(torch.argmin(nll)) == item.answer)
-    return correct / len(examples)
+    scores = choice_nll(model, examples, pad_id)
+    return sum(int(torch.argmin(mean)) == item.answer for (mean, _), item in zip(scores, examples, strict=True)) / len(
+        examples
+    )
 
 
 def heldout_metrics(model: nn.Module, examples: list[Example], pad_id: int = 0) -> dict[str, float]:

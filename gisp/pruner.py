@@ -17,6 +17,7 @@ from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.models import LoadedModel
 from gisp.objectives import get_objective
+from gisp.objectives.base import pad_token_id
 from gisp.schedule import linear_goals, nearest_count
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
@@ -90,10 +91,7 @@ def prune(
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
     method, objective = get_method(settings.method), get_objective(settings.objective)
     device = next(model.parameters()).device
-    pad_id = loaded.tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = loaded.tokenizer.eos_token_id or 0
-    batches = objective.batches(examples, settings.batch_size, pad_id)
+    batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
     goals = linear_goals(max(settings.targets), trajectory.total_steps)
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:

@@ -11,6 +11,7 @@ from gisp.data import Example, build_examples, inspect_dataset, read_records
 from gisp.evaluation import heldout_metrics
 from gisp.models import LoadedModel, load_model
 from gisp.objectives import get_objective
+from gisp.objectives.base import pad_token_id
 from gisp.pruner import PruneObserver, new_trajectory, prune
 from gisp.trajectory import CheckpointRecord, Trajectory
 
@@ -66,8 +67,6 @@ def run(
     """Prune `model` on `data`; continue `resume` instead of starting over when given."""
     prepared = prepare(model, data, settings, revision=resume.base_revision if resume else None)
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
-    pad_id = prepared.loaded.tokenizer.pad_token_id or 0
-    prune(
-        prepared.loaded, prepared.calibration, settings, trajectory, HeldoutObserver(prepared.heldout, pad_id, observer)
-    )
+    observer = HeldoutObserver(prepared.heldout, pad_token_id(prepared.loaded.tokenizer), observer)
+    prune(prepared.loaded, prepared.calibration, settings, trajectory, observer)
     return trajectory, prepared

@@ -71,12 +71,13 @@ def _eval_examples(rt: Runtime, dataset_path: Path, kind: str, model_source: str
     from transformers import AutoTokenizer
 
     from gisp.data import build_examples, read_records
+    from gisp.objectives.base import pad_token_id
 
     tokenizer = AutoTokenizer.from_pretrained(model_source)
     _, records = read_records(dataset_path)
     mode = {"text": "lm", "completion": "completion", "choice": "choice"}[kind]
     examples, _ = build_examples(tokenizer, records, mode, EVAL_EXAMPLES, seq_len, seed, 0)
-    return examples, tokenizer.pad_token_id or 0
+    return examples, pad_token_id(tokenizer)
 
 
 def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:

@@ -15,8 +15,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from gisp.data import ChoiceRecord
-from gisp.data.examples import IGNORE, _join, _record_example
-from gisp.objectives.base import pad_sequences, sequence_nll
+from gisp.data.examples import _join, _record_example
+from gisp.evaluation import choice_nll
+from gisp.objectives.base import pad_token_id
 
 
 @dataclass
@@ -43,25 +44,13 @@ def choice_scores(
     if not items:
         return ChoiceResult(float("nan"), float("nan"), float("nan"), 0)
     max_length = max_length or _max_length(model)
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    examples = [_record_example(tokenizer, item, "choice", max_length) for item in items]
+    scores = choice_nll(model, examples, pad_token_id(tokenizer), batch_size)  # type: ignore[arg-type]
     hits = [0, 0, 0]
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        examples = [_record_example(tokenizer, item, "choice", max_length) for item in chunk]
-        sequences = [seq for example in examples for seq in example.choices]  # type: ignore[union-attr]
-        batch = pad_sequences(sequences, pad_id).to(device)
-        mean_nll = sequence_nll(model, batch).float().cpu()
-        counts = (batch.labels[:, 1:] != IGNORE).sum(1).float().cpu()
-        sum_nll = mean_nll * counts
-        offset = 0
-        for item in chunk:
-            n = len(item.choices)
-            chars = torch.tensor([max(_continuation_chars(item.context, c), 1) for c in item.choices])
-            rules = (mean_nll[offset : offset + n], sum_nll[offset : offset + n], sum_nll[offset : offset + n] / chars)
-            for rule, rule_nll in enumerate(rules):
-                hits[rule] += int(int(torch.argmin(rule_nll)) == item.answer)
-            offset += n
+    for item, (mean_nll, sum_nll) in zip(items, scores, strict=True):
+        chars = torch.tensor([max(_continuation_chars(item.context, c), 1) for c in item.choices])
+        for rule, rule_nll in enumerate((mean_nll, sum_nll, sum_nll / chars)):
+            hits[rule] += int(int(torch.argmin(rule_nll)) == item.answer)
     return ChoiceResult(hits[0] / len(items), hits[1] / len(items), hits[2] / len(items), len(items))
 
 

@@ -37,6 +37,14 @@ class Batch:
         )
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id used for padding: the tokenizer's pad token, else EOS, else 0. Padded positions are
+    masked and unlabelled, so the choice never changes a result; one rule keeps batches alike."""
+    if tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    return int(tokenizer.eos_token_id or 0)
+
+
 def pad_sequences(examples: list[SequenceExample], pad_id: int) -> Batch:
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
