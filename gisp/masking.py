@@ -21,7 +21,11 @@ MaskKey = tuple[int, Kind]
 
 @contextmanager
 def unit_masks(model: nn.Module, adapter: ArchitectureAdapter, masks: dict[MaskKey, torch.Tensor]) -> Iterator[None]:
-    """Multiply each unit's output by `masks[(layer, kind)][position]` while the context is open."""
+    """Multiply each unit's output by its mask while the context is open.
+
+    A mask is [units] (the same for every sequence) or [sequences, units] (one row per sequence of
+    the batch, for per-sample gradients).
+    """
     handles = []
     layers = adapter.layers(model)
     for (layer_index, kind), mask in masks.items():
@@ -32,7 +36,10 @@ def unit_masks(model: nn.Module, adapter: ArchitectureAdapter, masks: dict[MaskK
 
         def hook(_module: nn.Module, args: tuple, mask: torch.Tensor = mask, size: int = size) -> tuple:
             x = args[0]
-            return (x * mask.to(x.dtype).repeat_interleave(size),) + tuple(args[1:])
+            scale = mask.to(x.dtype).repeat_interleave(size, dim=-1)
+            if scale.dim() == 2:  # [sequences, width] -> broadcast over positions
+                scale = scale.unsqueeze(1)
+            return (x * scale,) + tuple(args[1:])
 
         handles.append(module.register_forward_pre_hook(hook))
     try:

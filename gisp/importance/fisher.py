@@ -10,47 +10,23 @@ sequences, so rows are summed per group before squaring. No weight gradients are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
 from gisp.importance.base import ImportanceEstimator, ScoreResult, ScoringContext, UnitScores, register_estimator
+from gisp.masking import unit_masks
 from gisp.structure import KINDS, Kind
 
 
-@contextmanager
-def per_row_masks(
-    model: nn.Module, ctx: ScoringContext, rows: int, device: torch.device
-) -> Iterator[dict[tuple[int, Kind], torch.Tensor]]:
-    """Masks of ones, shape [rows, units], that require grad, applied to every unit output."""
-    layers = ctx.adapter.layers(model)
-    masks: dict[tuple[int, Kind], torch.Tensor] = {}
-    handles = []
-    for index, layer in enumerate(layers):
+def _row_masks(ctx: ScoringContext, rows: int, device: torch.device) -> dict[tuple[int, Kind], torch.Tensor]:
+    """Masks of ones, [rows, units], requiring grad, for every layer that keeps units of a kind."""
+    masks = {}
+    for index, layer in enumerate(ctx.adapter.layers(ctx.model)):
         for kind in KINDS:
-            module = ctx.adapter.unit_output_module(layer, kind)
-            if module is None:
-                continue
-            size = ctx.adapter.output_unit_size(kind)
-            units = module.weight.shape[1] // size
-            if units == 0:
-                continue
-            mask = torch.ones(rows, units, device=device, requires_grad=True)
-            masks[(index, kind)] = mask
-
-            def hook(_module: nn.Module, args: tuple, mask: torch.Tensor = mask, size: int = size) -> tuple:
-                x = args[0]
-                scale = mask.to(x.dtype).repeat_interleave(size, dim=1).unsqueeze(1)  # [rows, 1, width]
-                return (x * scale,) + tuple(args[1:])
-
-            handles.append(module.register_forward_pre_hook(hook))
-    try:
-        yield masks
-    finally:
-        for handle in handles:
-            handle.remove()
+            units = _unit_count(ctx, layer, kind)
+            if units:
+                masks[(index, kind)] = torch.ones(rows, units, device=device, requires_grad=True)
+    return masks
 
 
 def _per_sample(grad: torch.Tensor, group_sizes: list[int] | None) -> torch.Tensor:
@@ -87,7 +63,8 @@ class FisherImportance(ImportanceEstimator):
             for batch in ctx.batches:
                 batch = batch.to(ctx.device)
                 rows = int(batch.input_ids.shape[0])
-                with per_row_masks(model, ctx, rows, ctx.device) as masks:
+                masks = _row_masks(ctx, rows, ctx.device)
+                with unit_masks(model, ctx.adapter, masks):
                     losses = ctx.objective.sample_losses(model, batch)
                     losses.sum().backward()
                 loss_sum += float(losses.detach().sum())
