@@ -1,4 +1,4 @@
-"""The FastAPI application: `uvicorn api.app:app` (OpenAPI docs at /docs).
+"""The FastAPI application: `uvicorn gisp_service.api.app:app` (OpenAPI docs at /docs).
 
 `create_app(settings)` builds an app bound to one set of settings (tests build several);
 migrations are applied at startup."""
@@ -10,17 +10,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
-from api.checkpoints.router import router as checkpoints_router
-from api.datasets.router import router as datasets_router
-from api.deps import ServiceContext
-from api.jobs.router import router as jobs_router
-from api.ops.metrics import make_registry
-from api.ops.router import router as ops_router
-from db.context import Runtime
-from db.migrate import upgrade
-from db.settings import Settings
-from worker.app import make_celery
+from gisp_service.api import errors
+from gisp_service.api.checkpoints.router import router as checkpoints_router
+from gisp_service.api.datasets.router import router as datasets_router
+from gisp_service.api.deps import ServiceContext
+from gisp_service.api.jobs.router import router as jobs_router
+from gisp_service.api.ops.metrics import make_registry
+from gisp_service.api.ops.router import router as ops_router
+from gisp_service.core.runtime import Runtime
+from gisp_service.core.settings import Settings
+from gisp_service.db.migrate import upgrade
+from gisp_service.worker.app import make_celery
 
 log = logging.getLogger("gisp.api")
 

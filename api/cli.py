@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _db_upgrade(_args: argparse.Namespace) -> int:
-    from db.migrate import current, upgrade
-    from db.settings import get_settings
+    from gisp_service.core.settings import get_settings
+    from gisp_service.db.migrate import current, upgrade
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -42,11 +42,11 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def _create_key(args: argparse.Namespace) -> int:
-    from db.context import Runtime
-    from db.migrate import upgrade
-    from db.repos import tenants
-    from db.session import transaction
-    from db.settings import get_settings
+    from gisp_service.core.runtime import Runtime
+    from gisp_service.core.settings import get_settings
+    from gisp_service.db.migrate import upgrade
+    from gisp_service.db.repos import tenants
+    from gisp_service.db.session import transaction
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def worker_command(queue: str) -> list[str]:
         "-m",
         "celery",
         "-A",
-        "worker.app",
+        "gisp_service.worker.app",
         "worker",
         "-Q",
         queue,
@@ -89,8 +89,8 @@ def _raise_exit(signum: int, _frame) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from db.migrate import upgrade
-    from db.settings import get_settings
+    from gisp_service.core.settings import get_settings
+    from gisp_service.db.migrate import upgrade
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
@@ -103,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         worker = subprocess.Popen(worker_command(settings.queue), env=os.environ.copy())
     try:
-        config = uvicorn.Config("api.app:app", host=args.host, port=args.port, log_level=args.log_level)
+        config = uvicorn.Config("gisp_service.api.app:app", host=args.host, port=args.port, log_level=args.log_level)
         uvicorn.Server(config).run()  # returns (or raises, see above) on Ctrl-C or SIGTERM
     except (KeyboardInterrupt, SystemExit):
         pass

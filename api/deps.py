@@ -10,10 +10,10 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from api.errors import ApiProblem
-from db.context import Runtime
-from db.repos import tenants as tenant_repo
-from db.session import transaction
+from gisp_service.api.errors import ApiProblem
+from gisp_service.core.runtime import Runtime
+from gisp_service.db.repos import tenants as tenant_repo
+from gisp_service.db.session import transaction
 
 
 @dataclass

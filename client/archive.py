@@ -13,7 +13,7 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from client.errors import ChecksumMismatchError, GispClientError, UnsafeArchiveError
+from gisp_service.client.errors import ChecksumMismatchError, GispClientError, UnsafeArchiveError
 
 CHUNK = 1 << 20
 

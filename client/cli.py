@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from client.display import JobProgressBar, checkpoint_table, job_summary
-from client.errors import GispClientError
-from client.http import DEFAULT_URL, GispClient
+from gisp_service.client.display import JobProgressBar, checkpoint_table, job_summary
+from gisp_service.client.errors import GispClientError
+from gisp_service.client.http import DEFAULT_URL, GispClient
 
 EXIT_ERROR = 2  # the request could not be made or the server refused it
 EXIT_JOB_FAILED = 1  # the job ran and ended failed or cancelled

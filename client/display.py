@@ -8,7 +8,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from client.resources import TERMINAL, Checkpoint, Job
+from gisp_service.client.resources import TERMINAL, Checkpoint, Job
 
 
 class JobProgressBar:

@@ -15,9 +15,9 @@ from typing import Any, cast
 
 import httpx
 
-from client.archive import etag_digest, extract_archive, verify_sha256
-from client.errors import GispAPIError, GispClientError
-from client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
+from gisp_service.client.archive import etag_digest, extract_archive, verify_sha256
+from gisp_service.client.errors import GispAPIError, GispClientError
+from gisp_service.client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRIES = 3

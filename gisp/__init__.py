@@ -14,7 +14,7 @@ from gisp.errors import (
     UnsupportedArchitectureError,
 )
 from gisp.export import export_all, export_checkpoint, load_pruned, materialize
-from gisp.models import LoadedModel, load_model
+from gisp.loading import LoadedModel, load_model
 from gisp.pruner import PruneObserver, StepReport, new_trajectory, prune
 from gisp.run import prepare, run
 from gisp.structure import ArchSpec, Structure, Unit

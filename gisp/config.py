@@ -9,8 +9,8 @@ import torch
 
 from gisp.errors import ConfigError
 from gisp.importance import estimator_names
+from gisp.loading import DTYPES
 from gisp.methods import method_names
-from gisp.models import DTYPES
 from gisp.normalization import NORMALIZATIONS
 from gisp.objectives import objective_names
 

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from gisp.hf_remote import configuration_gisp, modeling_gisp
-from gisp.models import LoadedModel, load_model
+from gisp.loading import LoadedModel, load_model
 from gisp.structure import Structure
 from gisp.trajectory import CheckpointRecord, Trajectory
 

@@ -13,9 +13,9 @@ from gisp.config import PruneSettings
 from gisp.data import Example
 from gisp.errors import ConfigError, PruningStopped
 from gisp.importance.checkpointing import gradient_checkpointing
+from gisp.loading import LoadedModel
 from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
-from gisp.models import LoadedModel
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.schedule import linear_goals, nearest_count

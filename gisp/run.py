@@ -9,7 +9,7 @@ from pathlib import Path
 from gisp.config import PruneSettings
 from gisp.data import Example, build_examples, inspect_dataset, read_records
 from gisp.evaluation import heldout_metrics
-from gisp.models import LoadedModel, load_model
+from gisp.loading import LoadedModel, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import PruneObserver, new_trajectory, prune

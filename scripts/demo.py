@@ -131,8 +131,8 @@ def generate(folder: Path, prompt: str = "Once upon a time") -> str:
 
 def main() -> int:
     args = parse_args()
-    from client import GispAPIError, GispClient
-    from client.display import JobProgressBar, checkpoint_table
+    from gisp_service.client import GispAPIError, GispClient
+    from gisp_service.client.display import JobProgressBar, checkpoint_table
 
     data = args.data or shared_dir() / "data" / "tinystories" / "tinystories_val.txt"
     model_dir = shared_dir() / "models" / MODEL

@@ -1,4 +1,4 @@
-"""The Celery app: `celery -A worker.app worker -Q prune --concurrency 1 --pool solo`.
+"""The Celery app: `celery -A gisp_service.worker.app worker -Q prune --concurrency 1 --pool solo`.
 
 Late acks, prefetch 1 and reject-on-worker-lost make a message outlive a crashed worker where
 the broker supports redelivery; the database decides whether a delivered job still needs work,
@@ -14,7 +14,7 @@ import socket
 from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
-from db.settings import Settings, get_settings
+from gisp_service.core.settings import Settings, get_settings
 
 TASK_NAME = "gisp.prune"
 log = logging.getLogger("gisp.worker")
@@ -60,7 +60,7 @@ def worker_id() -> str:
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True)
 def prune(self, job_id: str) -> str:
-    from worker.runner import run_job
+    from gisp_service.worker.runner import run_job
 
     return run_job(job_id, worker_id())
 
@@ -70,7 +70,7 @@ _reconciler = None
 
 @worker_ready.connect
 def _start_reconciler(sender=None, **_kwargs) -> None:
-    from worker.reconciler import ReconcilerThread
+    from gisp_service.worker.reconciler import ReconcilerThread
 
     global _reconciler
     _reconciler = ReconcilerThread(get_settings(), app)
@@ -83,7 +83,7 @@ def _warm_up(sender=None, **_kwargs) -> None:
     claimed at once rather than after seconds of imports."""
     import torch
 
-    import worker.runner  # noqa: F401
+    import gisp_service.worker.runner  # noqa: F401
 
     threads = get_settings().torch_threads
     if threads > 0:  # on a shared CPU, oversubscribed torch threads make steps many times slower
@@ -92,7 +92,7 @@ def _warm_up(sender=None, **_kwargs) -> None:
 
 @worker_shutting_down.connect
 def _flag_shutdown(sender=None, **_kwargs) -> None:
-    from worker.runtime import SHUTTING_DOWN
+    from gisp_service.worker.runtime import SHUTTING_DOWN
 
     SHUTTING_DOWN.set()
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 import logging
 import time
 
-from db.context import Runtime
-from db.ids import new_id
-from db.models import Checkpoint
-from db.repos import checkpoints as checkpoint_repo
-from db.repos import events as event_repo
-from db.repos import jobs as job_repo
-from db.session import transaction
 from gisp.data import Example
 from gisp.evaluation import heldout_metrics
-from gisp.models import DTYPES
+from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
-from worker.runtime import SHUTTING_DOWN
+from gisp_service.core.runtime import Runtime
+from gisp_service.db.ids import new_id
+from gisp_service.db.models import Checkpoint
+from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.db.repos import events as event_repo
+from gisp_service.db.repos import jobs as job_repo
+from gisp_service.db.session import transaction
+from gisp_service.worker.runtime import SHUTTING_DOWN
 
 log = logging.getLogger("gisp.worker")
 

@@ -12,13 +12,13 @@ from datetime import timedelta
 
 from celery import Celery
 
-from db.context import Runtime
-from db.models import utcnow
-from db.repos import events as event_repo
-from db.repos import jobs as job_repo
-from db.session import transaction
-from db.settings import Settings
-from worker.app import enqueue, queue_depth
+from gisp_service.core.runtime import Runtime
+from gisp_service.core.settings import Settings
+from gisp_service.db.models import utcnow
+from gisp_service.db.repos import events as event_repo
+from gisp_service.db.repos import jobs as job_repo
+from gisp_service.db.session import transaction
+from gisp_service.worker.app import enqueue, queue_depth
 
 log = logging.getLogger("gisp.worker")
 
@@ -73,7 +73,7 @@ class ReconcilerThread(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        from worker.runtime import runtime
+        from gisp_service.worker.runtime import runtime
 
         while True:
             try:

@@ -13,20 +13,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import gisp
-from db import model_refs
-from db.context import Runtime
-from db.materialize import materialize_checkpoint
-from db.models import utcnow
-from db.repos import checkpoints as checkpoint_repo
-from db.repos import datasets as dataset_repo
-from db.repos import events as event_repo
-from db.repos import jobs as job_repo
-from db.session import transaction
 from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
-from worker.app import enqueue
-from worker.observer import JobObserver
-from worker.runtime import SHUTTING_DOWN, runtime
+from gisp_service.api.checkpoints.materialize import materialize_checkpoint
+from gisp_service.core import model_refs
+from gisp_service.core.runtime import Runtime
+from gisp_service.db.models import utcnow
+from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.db.repos import datasets as dataset_repo
+from gisp_service.db.repos import events as event_repo
+from gisp_service.db.repos import jobs as job_repo
+from gisp_service.db.session import transaction
+from gisp_service.worker.app import enqueue
+from gisp_service.worker.observer import JobObserver
+from gisp_service.worker.runtime import SHUTTING_DOWN, runtime
 
 log = logging.getLogger("gisp.worker")
 EVAL_EXAMPLES = 64  # examples drawn from an evaluation dataset for each checkpoint's metrics
@@ -201,6 +201,6 @@ def materialize_all(rt: Runtime, job_id: str) -> None:
 
 
 def rt_celery():
-    from worker.app import app
+    from gisp_service.worker.app import app
 
     return app

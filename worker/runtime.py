@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 
-from db.context import Runtime
-from db.settings import get_settings
+from gisp_service.core.runtime import Runtime
+from gisp_service.core.settings import get_settings
 
 
 @lru_cache

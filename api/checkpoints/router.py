@@ -4,12 +4,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from api.checkpoints import service
-from api.checkpoints.schemas import CheckpointOut, CheckpointPage
-from api.deps import ServiceContext, current_tenant, get_ctx, get_session
-from api.jobs import service as job_service
-from api.schemas import PROBLEMS
-from db.repos import checkpoints as checkpoint_repo
+from gisp_service.api.checkpoints import service
+from gisp_service.api.checkpoints.schemas import CheckpointOut, CheckpointPage
+from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
+from gisp_service.api.jobs import service as job_service
+from gisp_service.api.schemas import PROBLEMS
+from gisp_service.db.repos import checkpoints as checkpoint_repo
 
 router = APIRouter(tags=["checkpoints"], responses=PROBLEMS)
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api.errors import ApiProblem, not_found
-from db import model_refs
-from db.context import Runtime
-from db.materialize import NotMaterializable, materialize_checkpoint
-from db.models import Checkpoint
-from db.repos import checkpoints as checkpoint_repo
+from gisp_service.api.checkpoints.materialize import NotMaterializable, materialize_checkpoint
+from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.core import model_refs
+from gisp_service.core.runtime import Runtime
+from gisp_service.db.models import Checkpoint
+from gisp_service.db.repos import checkpoints as checkpoint_repo
 
 
 def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint:

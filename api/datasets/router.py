@@ -3,13 +3,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.orm import Session
 
-from api.datasets import service
-from api.datasets.schemas import DatasetOut, DatasetPage
-from api.deps import ServiceContext, current_tenant, get_ctx, get_session
-from api.errors import ApiProblem
-from api.schemas import PROBLEMS
-from db.repos import datasets as dataset_repo
-from db.session import transaction
+from gisp_service.api.datasets import service
+from gisp_service.api.datasets.schemas import DatasetOut, DatasetPage
+from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
+from gisp_service.api.errors import ApiProblem
+from gisp_service.api.schemas import PROBLEMS
+from gisp_service.db.repos import datasets as dataset_repo
+from gisp_service.db.session import transaction
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEMS)
 MULTIPART_OVERHEAD = 64 * 1024

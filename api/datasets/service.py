@@ -8,13 +8,13 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from api.errors import ApiProblem, not_found
-from db.artifacts import ArtifactStore, UploadTooLarge
-from db.ids import new_id
-from db.models import Dataset
-from db.repos import datasets as dataset_repo
 from gisp.data import inspect_dataset
 from gisp.errors import DataFormatError
+from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.core.artifacts import ArtifactStore, UploadTooLarge
+from gisp_service.db.ids import new_id
+from gisp_service.db.models import Dataset
+from gisp_service.db.repos import datasets as dataset_repo
 
 SUFFIXES = (".txt", ".jsonl")
 

@@ -11,21 +11,21 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import ApiProblem, not_found
-from api.jobs.schemas import JobCreate
-from db import model_refs
-from db.ids import new_id
-from db.models import Job
-from db.repos import checkpoints as checkpoint_repo
-from db.repos import datasets as dataset_repo
-from db.repos import events as event_repo
-from db.repos import jobs as job_repo
 from gisp.config import PruneSettings, default_importance
 from gisp.errors import ConfigError, DataFormatError
 from gisp.importance import estimator_names
+from gisp.loading import DTYPES
 from gisp.methods import get_method, method_names
-from gisp.models import DTYPES
 from gisp.objectives import get_objective, objective_names
+from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.api.jobs.schemas import JobCreate
+from gisp_service.core import model_refs
+from gisp_service.db.ids import new_id
+from gisp_service.db.models import Job
+from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.db.repos import datasets as dataset_repo
+from gisp_service.db.repos import events as event_repo
+from gisp_service.db.repos import jobs as job_repo
 
 
 def _choice(errors: list[dict[str, str]], field: str, value: str, allowed: list[str]) -> None:

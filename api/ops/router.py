@@ -4,9 +4,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import ServiceContext, get_ctx
-from api.errors import problem_response
-from worker.app import queue_depth
+from gisp_service.api.deps import ServiceContext, get_ctx
+from gisp_service.api.errors import problem_response
+from gisp_service.worker.app import queue_depth
 
 router = APIRouter(tags=["operations"])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Checkpoint
+from gisp_service.db.models import Checkpoint
 
 
 def upsert(session: Session, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from db.models import Dataset, Job, utcnow
+from gisp_service.db.models import Dataset, Job, utcnow
 
 ACTIVE = ("queued", "running")
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Job, JobEvent
+from gisp_service.db.models import Job, JobEvent
 
 TYPES = ("queued", "started", "step", "checkpoint", "finished", "error", "cancelled")
 

@@ -8,8 +8,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.ids import new_id
-from db.models import ApiKey, Tenant
+from gisp_service.db.ids import new_id
+from gisp_service.db.models import ApiKey, Tenant
 
 DEFAULT_TENANT = "default"  # owner of everything when auth is off
 

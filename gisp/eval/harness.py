@@ -21,7 +21,7 @@ from gisp.evaluation import file_perplexity, folder_bytes
 def load_for_eval(source: str, device: str = "cpu") -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """A pruned checkpoint folder (model_type gisp_*) or a base model (folder or hub id), in eval mode."""
     from gisp.export import load_pruned
-    from gisp.models import load_model
+    from gisp.loading import load_model
 
     path = Path(source)
     config = path / "config.json"

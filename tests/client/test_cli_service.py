@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client import GispClient
 from gisp.cli import main
+from gisp_service.client import GispClient
 from tests.conftest import shared_path
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from client import ChecksumMismatchError, GispAPIError, GispClient, GispClientError, UnsafeArchiveError
-from client.archive import etag_digest, extract_archive, verify_sha256
-from client.cli import count
 from gisp.cli import main
+from gisp_service.client import ChecksumMismatchError, GispAPIError, GispClient, GispClientError, UnsafeArchiveError
+from gisp_service.client.archive import etag_digest, extract_archive, verify_sha256
+from gisp_service.client.cli import count
 from tests.client.fileserver import ArchiveServer
 
 

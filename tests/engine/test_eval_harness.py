@@ -145,7 +145,7 @@ def test_next_sentence_builder_is_deterministic_and_valid(tmp_path) -> None:
 @pytest.mark.integration
 def test_stories_model_beats_chance_on_next_sentence(stories_model, stories_text, tmp_path) -> None:
     """The real model picks true continuations well above 1/4; the set also works as margin data."""
-    from gisp.models import load_model
+    from gisp.loading import load_model
 
     items = build_items(stories_text.read_text(), 120, seed=0, part=(0.5, 1.0))
     loaded = load_model(str(stories_model))

@@ -162,7 +162,7 @@ def test_cli_bad_arguments_exit_with_one_line(
 
 def test_trajectory_records_a_local_base_absolutely(stories_model: Path, tmp_path: Path, monkeypatch) -> None:
     """A trajectory made from a relative path must still find its base model from elsewhere."""
-    from gisp.models import load_model
+    from gisp.loading import load_model
 
     monkeypatch.chdir(stories_model.parent)
     loaded = load_model(stories_model.name)

@@ -18,7 +18,7 @@ from transformers import (
 
 from gisp.adapters import adapter_for
 from gisp.data import SequenceExample
-from gisp.models import LoadedModel
+from gisp.loading import LoadedModel
 
 VOCAB = 64
 COMMON = dict(

@@ -121,7 +121,7 @@ class WorkerProcess:
     starts: int = 0
 
     def start(self) -> None:
-        from api.cli import worker_command
+        from gisp_service.api.cli import worker_command
 
         self.starts += 1
         handle = self.log.open("ab")
@@ -173,12 +173,12 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
     import torch
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from db.context import Runtime
-    from db.migrate import upgrade
-    from db.repos.tenants import create_key
-    from db.session import transaction
-    from db.settings import Settings
+    from gisp_service.api.app import create_app
+    from gisp_service.core.runtime import Runtime
+    from gisp_service.core.settings import Settings
+    from gisp_service.db.migrate import upgrade
+    from gisp_service.db.repos.tenants import create_key
+    from gisp_service.db.session import transaction
 
     torch.set_num_threads(1)  # the test process materializes checkpoints; keep it off the worker's core
     data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.service
 def test_eager_materialization(assets, tmp_path):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from db.context import Runtime
-    from db.settings import Settings
-    from worker.runner import run_job
+    from gisp_service.api.app import create_app
+    from gisp_service.core.runtime import Runtime
+    from gisp_service.core.settings import Settings
+    from gisp_service.worker.runner import run_job
 
     settings = Settings(data_dir=tmp_path, model_roots=str(MODEL_ROOT), auth="off", eager_materialize=True)
     with TestClient(create_app(settings)) as client:

@@ -16,7 +16,7 @@ def test_healthz_and_readyz(service):
 def test_readyz_is_503_when_the_broker_is_unreachable(service, tmp_path):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from gisp_service.api.app import create_app
 
     settings = service.settings.model_copy(update={"broker_url": "redis://127.0.0.1:9/0"})
     with TestClient(create_app(settings)) as client:
@@ -49,7 +49,7 @@ def test_migrations_match_the_models(service):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from db.models import Base
+    from gisp_service.db.models import Base
 
     with service.rt.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)

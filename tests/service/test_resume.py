@@ -13,8 +13,8 @@ pytestmark = pytest.mark.service
 
 def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
     import gisp
-    from db.repos import checkpoints as checkpoint_repo
-    from db.session import transaction
+    from gisp_service.db.repos import checkpoints as checkpoint_repo
+    from gisp_service.db.session import transaction
     from tests.service.conftest import MODEL, MODEL_ROOT
 
     job = submit(service, {**SLOW, "dataset_id": text_dataset["id"]}).json()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from db import model_refs
-from db.artifacts import ArtifactStore, UploadTooLarge, atomic_writer
-from db.materialize import write_deterministic_tar
+from gisp_service.api.checkpoints.materialize import write_deterministic_tar
+from gisp_service.core import model_refs
+from gisp_service.core.artifacts import ArtifactStore, UploadTooLarge, atomic_writer
 
 pytestmark = pytest.mark.service
 

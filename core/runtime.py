@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.artifacts import ArtifactStore
-from db.session import make_engine, make_sessionmaker
-from db.settings import Settings
+from gisp_service.core.artifacts import ArtifactStore
+from gisp_service.core.settings import Settings
+from gisp_service.db.session import make_engine, make_sessionmaker
 
 
 @dataclass

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.artifacts import ArtifactStore, atomic_writer
-from db.models import Checkpoint
-from db.repos import checkpoints as checkpoint_repo
-from db.repos import jobs as job_repo
-from db.session import transaction
+from gisp_service.core.artifacts import ArtifactStore, atomic_writer
+from gisp_service.db.models import Checkpoint
+from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.db.repos import jobs as job_repo
+from gisp_service.db.session import transaction
 
 
 class NotMaterializable(Exception):
