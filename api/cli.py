@@ -1,5 +1,6 @@
 """Service commands for the `gisp` CLI: `serve`, `admin create-key`, `db upgrade`. Imports stay
-inside the commands so that `gisp prune` never pays for the service's dependencies."""
+inside the commands so that `gisp prune` never pays for the service's dependencies, and a command
+run without the service extra says which extra to install."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+
+from gisp.cli import require_extra
+
+SERVICE_MODULES = ("fastapi", "uvicorn", "celery", "sqlalchemy", "alembic", "pydantic_settings")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _db_upgrade(_args: argparse.Namespace) -> int:
+    require_extra("service", *SERVICE_MODULES)
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import current, upgrade
 
@@ -42,6 +48,7 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def _create_key(args: argparse.Namespace) -> int:
+    require_extra("service", *SERVICE_MODULES)
     from gisp_service.core.runtime import Runtime
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
@@ -87,6 +94,7 @@ def _raise_exit(signum: int, _frame) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    require_extra("service", *SERVICE_MODULES)
     import uvicorn
 
     from gisp_service.core.settings import get_settings

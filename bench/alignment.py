@@ -63,7 +63,7 @@ def main() -> None:
 
     import gisp
     from gisp.data import build_examples, read_records
-    from gisp.evaluation import choice_accuracy
+    from gisp.eval.perplexity import choice_accuracy
 
     tmp = Path(tempfile.mkdtemp(prefix="gisp-bench-alignment-"))
     split = common.split_tinystories(tmp)
@@ -109,7 +109,8 @@ def main() -> None:
                     str(common.STORIES),
                     calibration.data,
                     settings,
-                    observer=common.eval_observer(lambda m: {"accuracy": choice_accuracy(m, examples)}, measured),
+                    observer=common.eval_observer(measured),
+                    measure=common.timed_measure(lambda m: {"accuracy": choice_accuracy(m, examples)}, measured),
                 )
                 runs.append(
                     {

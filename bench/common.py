@@ -148,7 +148,7 @@ def text_windows(tokenizer, path: Path, seq_len: int, windows: int) -> list:
 
 
 def perplexities(model: torch.nn.Module, sets: dict[str, list], pad_id: int = 0) -> dict[str, float]:
-    from gisp.evaluation import sequence_perplexity
+    from gisp.eval.perplexity import sequence_perplexity
 
     with torch.no_grad():
         return {name: sequence_perplexity(model, windows, pad_id=pad_id).perplexity for name, windows in sets.items()}
@@ -173,19 +173,28 @@ class Measured:
         return sum(self.step_seconds) - self.checkpoint_seconds
 
 
-def eval_observer(measure, measured: Measured):
-    """An observer that runs `measure(model)` on every checkpoint (the model computes exactly
-    that checkpoint's subnetwork while called, through masks) and records step times."""
+def timed_measure(measure, measured: Measured):
+    """`measure` as the pruner calls it for each checkpoint, timed so that step times can leave the
+    measurement out."""
+
+    def _measure(model):
+        started = time.perf_counter()
+        metrics = measure(model)
+        measured.checkpoint_seconds += time.perf_counter() - started
+        return metrics
+
+    return _measure
+
+
+def eval_observer(measured: Measured):
+    """An observer that records each checkpoint's metrics and sizes, and the step times."""
     from gisp import PruneObserver
 
     class _Observer(PruneObserver):
-        def on_checkpoint(self, record, model):
-            started = time.perf_counter()
-            measured.metrics[record.target] = measure(model)
+        def on_checkpoint(self, record):
+            measured.metrics[record.target] = record.metrics
             measured.sparsity[record.target] = record.sparsity
             measured.params[record.target] = record.parameter_count
-            measured.checkpoint_seconds += time.perf_counter() - started
-            return {}
 
         def on_step(self, report, trajectory):
             measured.step_seconds.append(report.seconds)
@@ -256,7 +265,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
 
 
 def param_count(model: torch.nn.Module) -> int:
-    from gisp.evaluation import parameter_count
+    from gisp.eval.size import parameter_count
 
     return parameter_count(model)
 

@@ -99,7 +99,8 @@ def main() -> None:
                 str(common.STORIES),
                 split.calibration,
                 settings,
-                observer=common.eval_observer(lambda m: common.perplexities(m, sets), measured),
+                observer=common.eval_observer(measured),
+                measure=common.timed_measure(lambda m: common.perplexities(m, sets), measured),
             )
             wall = time.perf_counter() - started
             if not checked:  # the masked measurement must equal the materialized checkpoint's

@@ -77,7 +77,7 @@ def child(spec: dict) -> dict:
     measured = common.Measured()
     trajectory = gisp.new_trajectory(loaded, settings, "synthetic")
     started = time.perf_counter()
-    gisp.prune(loaded, examples, settings, trajectory, common.eval_observer(lambda m: {}, measured))
+    gisp.prune(loaded, examples, settings, trajectory, common.eval_observer(measured))
     prune_seconds = time.perf_counter() - started
     return {
         **spec,

@@ -12,16 +12,22 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from tqdm import tqdm
 
+from gisp.cli import EXIT_FAILURE, require_extra
+from gisp_service.client import DEFAULT_URL
 from gisp_service.client.display import JobProgressBar, checkpoint_table, job_summary
 from gisp_service.client.errors import GispClientError
-from gisp_service.client.http import DEFAULT_URL, GispClient
 
-EXIT_ERROR = 2  # the request could not be made or the server refused it
-EXIT_JOB_FAILED = 1  # the job ran and ended failed or cancelled
+if TYPE_CHECKING:
+    from gisp_service.client.http import GispClient
+
+CLIENT_MODULES = ("httpx", "pydantic")
+
+EXIT_ERROR = EXIT_FAILURE  # the request could not be made or the server refused it (2 is for usage errors)
+EXIT_JOB_FAILED = EXIT_FAILURE  # the job ran and ended failed or cancelled
 
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30}
 
@@ -50,6 +56,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
+        require_extra("client", *CLIENT_MODULES)
+        import httpx
+
         try:
             return fn(args)
         except GispClientError as exc:
@@ -64,12 +73,14 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 
 def _client(args: argparse.Namespace) -> GispClient:
+    from gisp_service.client.http import GispClient
+
     return GispClient(args.url, args.api_key)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the client commands to the `gisp` parser."""
-    from gisp.cli import add_prune_arguments
+    from gisp.cli import add_setting_arguments
 
     common = _common()
 
@@ -77,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="hub id (org/name) or the name of a model under the server's model roots")
     p.add_argument("--data", required=True, help="calibration file (.txt or .jsonl)")
     p.add_argument("--eval-data", help="separate evaluation file for the checkpoints' metrics")
-    add_prune_arguments(p)
+    p.set_defaults(setting_names=add_setting_arguments(p, service=True))
     p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job (default: random)")
     p.add_argument("--wait", action="store_true", help="show progress until the job ends; non-zero exit if it fails")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between progress polls")
@@ -110,6 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    from gisp.cli import setting_values
+
     for flag, path in (("--data", args.data), ("--eval-data", args.eval_data)):
         if path is not None and not Path(path).is_file():
             raise GispClientError(f"{flag} {path!r} is not a file")
@@ -126,15 +139,7 @@ def _submit(args: argparse.Namespace) -> int:
             model=args.model,
             dataset_id=dataset["id"],
             eval_dataset_id=eval_id,
-            objective=args.objective,
-            targets=args.targets,
-            steps=args.steps,
-            method=args.method,
-            samples=args.samples,
-            seq_len=args.seq_len,
-            seed=args.seed,
-            dtype=args.dtype,
-            importance=args.importance,
+            **setting_values(args, args.setting_names),
         )
         print(job["id"], flush=True)
         if not args.wait:

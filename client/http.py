@@ -15,11 +15,11 @@ from typing import Any, cast
 
 import httpx
 
+from gisp_service.client import DEFAULT_URL
 from gisp_service.client.archive import etag_digest, extract_archive, verify_sha256
 from gisp_service.client.errors import GispAPIError, GispClientError
 from gisp_service.client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 RETRIES = 3
 # The first download of a checkpoint waits while the server builds it (a base-model load and an
 # export), so the wait for the first byte is allowed to be much longer than for other calls.

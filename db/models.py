@@ -90,15 +90,8 @@ class Job(Base):
     model: Mapped[str] = mapped_column(String(300))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
-    objective: Mapped[str] = mapped_column(String(40))
-    method: Mapped[str] = mapped_column(String(40))
-    importance: Mapped[str] = mapped_column(String(40))
-    dtype: Mapped[str] = mapped_column(String(16))
-    targets: Mapped[list[Any]] = mapped_column(JSON)
-    steps: Mapped[int] = mapped_column(Integer)
-    samples: Mapped[int] = mapped_column(Integer)
-    seq_len: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer)
+    # the engine's PruneSettings.to_dict() (without the worker's device), built once at submit time
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     # progress, written by the worker every step
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)

@@ -5,40 +5,91 @@ the engine never imports the service."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import logging
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, get_args, get_origin
 
-from gisp.errors import GispError
+from gisp.errors import ConfigError, GispError
+
+EXIT_FAILURE = 1  # the command ran and failed (bad data, a model that cannot be loaded, ...)
+EXIT_USAGE = 2  # the command line itself is wrong, as argparse reports it
+EXIT_INTERRUPTED = 130
 
 
-def _floats(text: str) -> list[float]:
+class UsageError(GispError):
+    """A value given on the command line that the settings refuse: exit 2, like argparse's own errors."""
+
+    code = "usage"
+
+
+def _list_of(item: type) -> Callable[[str], list]:
+    """An argparse type for comma-separated values, e.g. 0.2,0.4 or 0,31."""
+
+    def parse(text: str) -> list:
+        try:
+            return [item(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"list of {item.__name__}"
+    return parse
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, service: bool = False) -> list[str]:
+    """One option per pruning setting, from the settings' own metadata (defaults, choices, help).
+
+    With `service`, only the settings a job may carry are added, and an option left out sends
+    nothing, so the server's defaults apply. Returns the destination names."""
+    from gisp.config import setting_specs
+
+    names = []
+    for spec in setting_specs():
+        if service and not spec.service:
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": spec.name, "help": spec.help}
+        if spec.required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = argparse.SUPPRESS if service else spec.default
+            if spec.default not in (None, False):
+                kwargs["help"] += f" (default: {_shown(spec.default)})"
+        if spec.type is bool:
+            kwargs["action"] = "store_true"
+        elif get_origin(spec.type) is list:
+            kwargs["type"] = _list_of(get_args(spec.type)[0])
+        elif spec.type in (int, float):
+            kwargs["type"] = spec.type
+        if spec.choices is not None:
+            kwargs["choices"] = spec.choices()
+        parser.add_argument(flag, **kwargs)
+        names.append(spec.name)
+    return names
+
+
+def _shown(default: Any) -> str:
+    return ",".join(map(str, default)) or "none" if isinstance(default, list) else str(default)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """`PruneSettings` from `add_setting_arguments` options; a refused value is a usage error."""
+    from gisp.config import PruneSettings
+
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        return PruneSettings(**setting_values(args, args.setting_names))
+    except ConfigError as exc:
+        raise UsageError(exc.message, field=exc.field) from None
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
-    """Pruning options shared by `gisp prune` and the service client's `gisp submit`."""
-    parser.add_argument("--objective", default="perplexity", help="perplexity | completion | margin")
-    parser.add_argument("--targets", type=_floats, required=True, help="sparsities to record, e.g. 0.2,0.4")
-    parser.add_argument("--steps", type=int, default=16, help="schedule steps up to the largest target")
-    parser.add_argument("--method", default="gisp")
-    parser.add_argument("--samples", type=int, default=64, help="calibration samples")
-    parser.add_argument("--seq-len", type=int, default=256, help="tokens per calibration window")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    parser.add_argument("--importance", default=None, help="fisher | taylor (default: taylor for margin, else fisher)")
+def setting_values(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The settings given on the command line (all of them, unless they were added for a service)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def _prune_command(sub: argparse._SubParsersAction) -> None:
@@ -46,54 +97,29 @@ def _prune_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="hub id or local model folder")
     p.add_argument("--data", required=True, help="calibration file (.txt or .jsonl)")
     p.add_argument("--out", required=True, help="output folder")
-    add_prune_arguments(p)
-    p.add_argument("--normalization", default="param", help="param | reference")
-    p.add_argument("--protect-layers", type=_ints, default=[], help="layer indices kept whole, e.g. 0,31")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--heldout", type=int, default=16, help="calibration-file samples held out for metrics")
-    p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--gradient-checkpointing", action="store_true", help="recompute activations when scoring (long sequences)"
-    )
+    p.add_argument("--eval-data", default=None, help="separate evaluation file for the checkpoints' metrics")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
-    p.set_defaults(func=_run_prune)
+    p.set_defaults(func=_run_prune, setting_names=add_setting_arguments(p))
 
 
 def _run_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gisp.config import PruneSettings
     from gisp.export import export_all
-    from gisp.methods import get_method
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
     from gisp.trajectory import Trajectory
 
-    settings = PruneSettings(
-        targets=args.targets,
-        objective=args.objective,
-        method=args.method,
-        steps=args.steps,
-        samples=args.samples,
-        seq_len=args.seq_len,
-        seed=args.seed,
-        importance=args.importance,
-        normalization=args.normalization,
-        protect_layers=args.protect_layers,
-        batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        heldout=args.heldout,
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
+    settings = settings_from_args(args)
     out = Path(args.out)
-    if not Path(args.data).is_file():
-        raise GispError(f"data file {args.data!r} does not exist", field="data")
+    for name in ("data", "eval_data"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            raise GispError(f"{name.replace('_', ' ')} file {path!r} does not exist", field=name)
 
     class Progress(PruneObserver):
         def __init__(self) -> None:
-            total = settings.steps if get_method(settings.method).iterative else 1
-            self.bar = tqdm(total=total, desc="pruning", unit="step", file=sys.stderr, delay=0.1)
+            self.bar = tqdm(total=settings.total_steps, desc="pruning", unit="step", file=sys.stderr, delay=0.1)
 
         def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
             self.bar.update(1)
@@ -102,7 +128,7 @@ def _run_prune(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     progress = Progress()
-    trajectory, prepared = run(args.model, args.data, settings, observer=progress)
+    trajectory, prepared = run(args.model, args.data, settings, observer=progress, eval_data=args.eval_data)
     progress.bar.close()
     del prepared
     paths = export_all(trajectory, out)
@@ -142,7 +168,7 @@ def _eval_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", help="checkpoint folder, local model folder or hub id")
     p.add_argument("--data", default=None, help="held-out text (.txt or .jsonl) for perplexity")
-    p.add_argument("--seq-len", type=_ints, default=[256], help="perplexity window length(s), e.g. 128,512")
+    p.add_argument("--seq-len", type=_list_of(int), default=[256], help="perplexity window length(s), e.g. 128,512")
     p.add_argument("--max-windows", type=int, default=None)
     p.add_argument("--mc", action="append", default=[], help="multiple-choice file (repeatable)")
     p.add_argument(
@@ -163,12 +189,13 @@ def _eval_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from gisp.eval.harness import checkpoint_bytes, evaluate_model, load_for_eval
+    from gisp.eval.harness import evaluate_model, load_for_eval
+    from gisp.eval.size import folder_bytes
 
     if not (args.data or args.mc or args.throughput):
-        raise GispError("nothing to measure: give --data, --mc or --throughput", field="data")
+        raise UsageError("nothing to measure: give --data, --mc or --throughput", field="data")
     if not args.seq_len or min(args.seq_len) < 2:
-        raise GispError("seq_len must be at least 2", field="seq_len")
+        raise UsageError("seq_len must be at least 2", field="seq_len")
     if args.data and not Path(args.data).is_file():
         raise GispError(f"data file {args.data!r} does not exist", field="data")
     for path in args.mc:
@@ -176,14 +203,14 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise GispError(f"multiple-choice file {path!r} does not exist", field="mc")
     formats = args.mc_format
     if len(formats) > 1 and len(formats) != len(args.mc):
-        raise GispError("give one --mc-format, or one per --mc file", field="mc_format")
+        raise UsageError("give one --mc-format, or one per --mc file", field="mc_format")
     if len(formats) <= 1:
         formats = (formats or ["auto"]) * len(args.mc)
     mc = list(zip(args.mc, formats, strict=True))
     model, tokenizer = load_for_eval(args.path, device=args.device)
     summary = {
         "path": args.path,
-        "bytes": checkpoint_bytes(args.path),
+        "bytes": folder_bytes(args.path),
         **evaluate_model(
             model,
             tokenizer,
@@ -206,15 +233,26 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_extra(extra: str, *modules: str) -> None:
+    """Fail with the install command when a command's optional dependencies are missing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GispError(f"this command needs {', '.join(missing)}: pip install 'gisp-service[{extra}]'")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from gisp import __version__
+
     parser = argparse.ArgumentParser(prog="gisp", description="Global Iterative Structured Pruning")
+    parser.add_argument("--version", action="version", version=f"gisp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _prune_command(sub)
     _eval_command(sub)
     for entry in entry_points(group="gisp.commands"):
         try:
             register = entry.load()
-        except ImportError:  # the service/client extras are not installed
+        except ImportError:  # a plugin's modules must import without its extras; one that does not is skipped
+            logging.getLogger("gisp").debug("command plugin %r did not load", entry.value, exc_info=True)
             continue
         register(sub)
     return parser
@@ -225,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"gisp {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except GispError as exc:
         print(f"gisp: error: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

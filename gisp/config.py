@@ -1,37 +1,81 @@
-"""Settings of a pruning run, validated up front so bad input fails before any model is loaded."""
+"""Settings of a pruning run: the one home of each setting's default, bounds, choices and help.
+
+`PruneSettings` validates itself up front, so bad input fails before any model is loaded. The
+CLI builds its options from the same field metadata (`setting_specs`), and the service builds
+its request schema from it, so a default or a bound is written once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, get_type_hints
 
 import torch
 
 from gisp.errors import ConfigError
 from gisp.importance import estimator_names
 from gisp.loading import DTYPES
-from gisp.methods import method_names
+from gisp.methods import get_method, method_names
 from gisp.normalization import NORMALIZATIONS
 from gisp.objectives import objective_names
 
 
+@dataclass(frozen=True)
+class SettingSpec:
+    """What a caller may know about one setting without building a `PruneSettings`."""
+
+    name: str
+    type: Any  # the annotation, e.g. int, list[float], str | None
+    default: Any  # MISSING for a required setting
+    help: str
+    ge: float | None = None  # numeric bounds of the value, or of each item of a list setting
+    gt: float | None = None
+    lt: float | None = None
+    choices: Callable[[], list[str]] | None = None  # the registry's names, read when asked
+    min_items: int | None = None
+    service: bool = True  # a job may set it (device is the worker's, not the client's)
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+def _setting(default: Any, help: str, **spec: Any) -> Any:
+    extra = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"spec": {"help": help, **spec}}, **extra)
+
+
+def _dtype_names() -> list[str]:
+    return sorted(DTYPES)
+
+
 @dataclass
 class PruneSettings:
-    targets: list[float]
-    objective: str = "perplexity"
-    method: str = "gisp"
-    steps: int = 16
-    samples: int = 64
-    seq_len: int = 256
-    seed: int = 0
-    importance: str | None = None  # None: default_importance(objective)
-    normalization: str = "param"
-    protect_layers: list[int] = field(default_factory=list)
-    batch_size: int = 8
-    device: str = "cpu"
-    dtype: str = "float32"
-    heldout: int = 16  # samples kept out of calibration, for the checkpoints' held-out metrics
-    gradient_checkpointing: bool = False  # recompute activations in scoring passes (long sequences)
+    targets: list[float] = field(
+        metadata={"spec": {"help": "sparsities to record, e.g. 0.2,0.4", "gt": 0.0, "lt": 1.0, "min_items": 1}}
+    )
+    objective: str = _setting("perplexity", "loss the importance comes from", choices=objective_names)
+    method: str = _setting("gisp", "how units are ranked for removal", choices=method_names)
+    steps: int = _setting(16, "schedule steps up to the largest target (one-shot methods use 1)", ge=1)
+    samples: int = _setting(64, "calibration samples", ge=1)
+    seq_len: int = _setting(256, "tokens per calibration window", ge=2)
+    seed: int = _setting(0, "seed of the calibration sampling and of seeded methods", ge=0)
+    importance: str | None = _setting(
+        None, "importance estimator; unset: taylor for the margin objective, else fisher", choices=estimator_names
+    )
+    normalization: str = _setting("param", "block-wise normalization of scores", choices=NORMALIZATIONS.names)
+    protect_layers: list[int] = _setting([], "layer indices kept whole, e.g. 0,31", ge=0)
+    batch_size: int = _setting(8, "sequences per forward pass while scoring", ge=1)
+    device: str = _setting("cpu", "cpu, cuda or cuda:N", service=False)
+    dtype: str = _setting("float32", "weights' dtype while pruning and in the export", choices=_dtype_names)
+    heldout: int = _setting(
+        16,
+        "examples measured for each checkpoint's metrics (from the evaluation data if given, else kept "
+        "out of the calibration data)",
+        ge=0,
+    )
+    gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
 
     def __post_init__(self) -> None:
         if self.importance is None:
@@ -40,30 +84,56 @@ class PruneSettings:
         self.validate()
 
     def validate(self) -> None:
-        if not self.targets:
-            raise ConfigError("at least one target is required", field="targets")
-        for target in self.targets:
-            if not 0.0 < target < 1.0:
-                raise ConfigError(f"target {target:g} is outside (0, 1)", field="targets")
-        _choice("objective", self.objective, objective_names())
-        _choice("method", self.method, method_names())
-        _choice("importance", self.importance, estimator_names())
-        _choice("normalization", self.normalization, sorted(NORMALIZATIONS))
-        _choice("dtype", self.dtype, sorted(DTYPES))
-        for name in ("steps", "samples", "seq_len", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}", field=name)
-        if self.seq_len < 2:
-            raise ConfigError("seq_len must be at least 2", field="seq_len")
-        if self.heldout < 0:
-            raise ConfigError("heldout must not be negative", field="heldout")
+        for spec in setting_specs():
+            check_setting(spec, getattr(self, spec.name))
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} requested but CUDA is not available", field="device")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, not {self.device!r}", field="device")
 
+    @property
+    def total_steps(self) -> int:
+        """Schedule steps the run takes: `steps`, or one for a one-shot method."""
+        return self.steps if get_method(self.method).iterative else 1
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> PruneSettings:
+        """Rebuild from `to_dict()` output (unknown keys are an error: a stored job must match)."""
+        return cls(**{**data, **overrides})
+
+
+def setting_specs() -> list[SettingSpec]:
+    """Every setting of `PruneSettings`, in declaration order."""
+    hints = get_type_hints(PruneSettings)
+    out = []
+    for f in fields(PruneSettings):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        out.append(SettingSpec(name=f.name, type=hints[f.name], default=default, **f.metadata["spec"]))
+    return out
+
+
+def check_setting(spec: SettingSpec, value: Any) -> None:
+    """Raise ConfigError naming the setting when `value` breaks its bounds or choices."""
+    if spec.min_items is not None and len(value) < spec.min_items:
+        raise ConfigError(f"{spec.name} needs at least {spec.min_items} value(s)", field=spec.name)
+    for item in value if isinstance(value, list) else [value]:
+        if item is None:
+            continue
+        if spec.choices is not None and item not in spec.choices():
+            raise ConfigError(
+                f"unknown {spec.name} {item!r}; choose one of {', '.join(spec.choices())}", field=spec.name
+            )
+        if isinstance(item, str):
+            continue
+        if spec.ge is not None and item < spec.ge:
+            raise ConfigError(f"{spec.name} must be at least {spec.ge:g}, not {item!r}", field=spec.name)
+        low = spec.gt if spec.gt is not None else float("-inf")
+        high = spec.lt if spec.lt is not None else float("inf")
+        if not low < item < high:
+            raise ConfigError(f"{spec.name} {item!r} is outside ({low:g}, {high:g})", field=spec.name)
 
 
 def default_importance(objective: str) -> str:
@@ -71,8 +141,3 @@ def default_importance(objective: str) -> str:
     for `margin`, whose score is signed by design (∂L+ − ∂L−), the paper's `taylor` did as well
     or better, so it stays the default there."""
     return "taylor" if objective == "margin" else "fisher"
-
-
-def _choice(name: str, value: str, allowed: list[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}", field=name)

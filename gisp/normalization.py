@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gisp.errors import ConfigError
+from gisp.registry import Registry
 from gisp.structure import ArchSpec, Kind
 
 Normalizer = Callable[[ArchSpec, Kind], float]
@@ -26,14 +26,11 @@ def _reference(spec: ArchSpec, kind: Kind) -> float:
     return float(3 * spec.intermediate_size)
 
 
-NORMALIZATIONS: dict[str, Normalizer] = {"param": _param, "reference": _reference}
+NORMALIZATIONS: Registry[Normalizer] = Registry("normalization")
+NORMALIZATIONS.register(_param, ["param"])
+NORMALIZATIONS.register(_reference, ["reference"])
 
 
 def normalizer(name: str) -> Normalizer:
     """The divisor function for `name`: score / divisor(spec, kind)."""
-    try:
-        return NORMALIZATIONS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown normalization {name!r}; choose one of {', '.join(NORMALIZATIONS)}", field="normalization"
-        ) from None
+    return NORMALIZATIONS.get(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,8 @@ from gisp.objectives.base import pad_token_id
 from gisp.schedule import linear_goals, nearest_count
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
+
+Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
 
 
 @dataclass
@@ -40,16 +43,14 @@ class PruneObserver:
         """Asked before every step; True stops the run between steps (PruningStopped)."""
         return False
 
-    def on_checkpoint(self, record: CheckpointRecord, model: torch.nn.Module) -> dict[str, float]:
-        """`model` computes exactly the checkpoint's subnetwork while this runs; return its metrics."""
-        return {}
+    def on_checkpoint(self, record: CheckpointRecord) -> None:
+        """Called once per target crossed, with the record complete (its held-out metrics included)."""
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         """Called after every step with the state to persist for a resume."""
 
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
-    method = get_method(settings.method)
     return Trajectory(
         base_model=loaded.source,
         base_revision=loaded.revision,
@@ -58,7 +59,7 @@ def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: st
         data_sha256=data_sha256,
         objective=settings.objective,
         settings=settings.to_dict(),
-        total_steps=settings.steps if method.iterative else 1,
+        total_steps=settings.total_steps,
     )
 
 
@@ -84,8 +85,12 @@ def prune(
     settings: PruneSettings,
     trajectory: Trajectory,
     observer: PruneObserver | None = None,
+    measure: Measure | None = None,
 ) -> Trajectory:
-    """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes."""
+    """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
+
+    `measure(model)` gives each checkpoint's metrics while the model computes exactly that
+    checkpoint's subnetwork; the observer is then told of the finished record."""
     observer = observer or PruneObserver()
     _check_reachable(settings, loaded)
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
@@ -145,8 +150,10 @@ def prune(
                 loss=ranking.loss if ranking.loss is not None else float("nan"),
                 structure=kept,
             )
-            with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
-                record.metrics = observer.on_checkpoint(record, model)
+            if measure is not None:
+                with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
+                    record.metrics = measure(model)
+            observer.on_checkpoint(record)
             trajectory.checkpoints.append(record)
             recorded.add(target)
         count = nearest_count(sizes, removed_before, goal * total, start=count)

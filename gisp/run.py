@@ -6,14 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from gisp.config import PruneSettings
 from gisp.data import Example, build_examples, inspect_dataset, read_records
-from gisp.evaluation import heldout_metrics
+from gisp.data.examples import Mode
+from gisp.data.records import RecordKind
+from gisp.eval.perplexity import heldout_metrics
 from gisp.loading import LoadedModel, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
-from gisp.pruner import PruneObserver, new_trajectory, prune
-from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.trajectory import Trajectory
+
+# how held-out data of each kind is measured: text by perplexity, prompt/completion by the
+# answer's perplexity, multiple choice by accuracy
+MEASURE_MODE: dict[RecordKind, Mode] = {"text": "lm", "completion": "completion", "choice": "choice"}
 
 
 @dataclass
@@ -24,37 +32,34 @@ class PreparedRun:
     data_sha256: str
 
 
-def prepare(model: str, data: str | Path, settings: PruneSettings, revision: str | None = None) -> PreparedRun:
-    """Validate the data for the objective (before the model is loaded), then load both."""
+def prepare(
+    model: str,
+    data: str | Path,
+    settings: PruneSettings,
+    revision: str | None = None,
+    eval_data: str | Path | None = None,
+) -> PreparedRun:
+    """Validate the data for the objective (before the model is loaded), then load both.
+
+    The held-out examples come from `eval_data` when given (`settings.heldout` of them), else
+    they are kept out of the calibration data."""
     objective = get_objective(settings.objective)
     kind, records = read_records(data)
     objective.check(kind)
+    eval_records = read_records(eval_data) if eval_data is not None else None
     sha = inspect_dataset(data).sha256
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
-    args = (records, objective.mode, settings.samples, settings.seq_len, settings.seed, settings.heldout)
-    calibration, heldout = build_examples(loaded.tokenizer, *args)
-    if kind == "choice" and objective.mode != "choice":
+    tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
+    kept_out = 0 if eval_records is not None else count
+    calibration, heldout = build_examples(tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out)
+    if eval_records is not None:
+        eval_kind, eval_rows = eval_records
+        heldout = build_examples(tokenizer, eval_rows, MEASURE_MODE[eval_kind], count, seq_len, seed)[0]
+        heldout = heldout[:count]
+    elif kind == "choice" and objective.mode != "choice":
         # multiple-choice data is always measured by accuracy; same seed, so the same held-out items
-        _, heldout = build_examples(loaded.tokenizer, records, "choice", *args[2:])
+        _, heldout = build_examples(tokenizer, records, "choice", settings.samples, seq_len, seed, count)
     return PreparedRun(loaded, calibration, heldout, sha)
-
-
-class HeldoutObserver(PruneObserver):
-    """Measures each checkpoint on the held-out examples; chains to another observer."""
-
-    def __init__(self, heldout: list[Example], pad_id: int, inner: PruneObserver | None = None) -> None:
-        self.heldout, self.pad_id, self.inner = heldout, pad_id, inner or PruneObserver()
-
-    def should_stop(self) -> bool:
-        return self.inner.should_stop()
-
-    def on_checkpoint(self, record: CheckpointRecord, model) -> dict[str, float]:
-        metrics = heldout_metrics(model, self.heldout, self.pad_id) if self.heldout else {}
-        record.metrics = metrics
-        return {**metrics, **self.inner.on_checkpoint(record, model)}
-
-    def on_step(self, report, trajectory) -> None:
-        self.inner.on_step(report, trajectory)
 
 
 def run(
@@ -63,10 +68,20 @@ def run(
     settings: PruneSettings,
     observer: PruneObserver | None = None,
     resume: Trajectory | None = None,
+    eval_data: str | Path | None = None,
+    measure: Measure | None = None,
 ) -> tuple[Trajectory, PreparedRun]:
-    """Prune `model` on `data`; continue `resume` instead of starting over when given."""
-    prepared = prepare(model, data, settings, revision=resume.base_revision if resume else None)
+    """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
+    checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
+    when one is given (benchmarks measuring several texts)."""
+    revision = resume.base_revision if resume else None
+    prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data)
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
-    observer = HeldoutObserver(prepared.heldout, pad_token_id(prepared.loaded.tokenizer), observer)
-    prune(prepared.loaded, prepared.calibration, settings, trajectory, observer)
+    pad_id, heldout = pad_token_id(prepared.loaded.tokenizer), prepared.heldout
+    if measure is None and heldout:
+
+        def measure(model: nn.Module) -> dict[str, float]:
+            return heldout_metrics(model, heldout, pad_id)
+
+    prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
     return trajectory, prepared

@@ -1,13 +1,12 @@
 """The engine observer of a service job: reads cancellation from the database before each step,
-registers every checkpoint as it is crossed, persists the trajectory and progress every step."""
+registers every checkpoint as it is crossed (with the metrics the engine measured), persists the
+trajectory and progress every step."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from gisp.data import Example
-from gisp.evaluation import heldout_metrics
 from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
@@ -50,11 +49,8 @@ class JobObserver(PruneObserver):
         tenant_id: str,
         lease: str,
         dtype: str,
-        eval_examples: list[Example] | None,
-        pad_id: int,
     ) -> None:
         self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
-        self.eval_examples, self.pad_id = eval_examples, pad_id
         self.lost = False  # another worker owns the job now (we were presumed dead)
         self.cancelled = False
         self.interrupted = False  # this worker is shutting down
@@ -71,11 +67,8 @@ class JobObserver(PruneObserver):
                 self.cancelled = True
         return self.lost or self.cancelled
 
-    def on_checkpoint(self, record: CheckpointRecord, model) -> dict[str, float]:
-        metrics = dict(record.metrics)
-        if self.eval_examples:
-            metrics = heldout_metrics(model, self.eval_examples, self.pad_id)
-        record.metrics = metrics
+    def on_checkpoint(self, record: CheckpointRecord) -> None:
+        """Register the checkpoint (the engine has measured it already)."""
         with transaction(self.rt.sessions) as session:
             row, created = checkpoint_repo.upsert(
                 session, checkpoint_row(self.job_id, self.tenant_id, record, self.dtype)
@@ -87,7 +80,6 @@ class JobObserver(PruneObserver):
                     "checkpoint",
                     {"checkpoint_id": row.id, "target_sparsity": record.target, "sparsity": record.sparsity},
                 )
-        return metrics if self.eval_examples else {}
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         started = time.perf_counter()

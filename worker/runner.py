@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import gisp
 from gisp.config import PruneSettings
@@ -29,7 +28,6 @@ from gisp_service.worker.observer import JobObserver
 from gisp_service.worker.runtime import SHUTTING_DOWN, runtime
 
 log = logging.getLogger("gisp.worker")
-EVAL_EXAMPLES = 64  # examples drawn from an evaluation dataset for each checkpoint's metrics
 
 
 class Heartbeat(threading.Thread):
@@ -67,19 +65,6 @@ def _error_for(exc: BaseException) -> tuple[str, str]:
     return "internal_error", f"{type(exc).__name__}: {exc}"
 
 
-def _eval_examples(rt: Runtime, dataset_path: Path, kind: str, model_source: str, seq_len: int, seed: int):
-    from transformers import AutoTokenizer
-
-    from gisp.data import build_examples, read_records
-    from gisp.objectives.base import pad_token_id
-
-    tokenizer = AutoTokenizer.from_pretrained(model_source)
-    _, records = read_records(dataset_path)
-    mode = {"text": "lm", "completion": "completion", "choice": "choice"}[kind]
-    examples, _ = build_examples(tokenizer, records, mode, EVAL_EXAMPLES, seq_len, seed, 0)
-    return examples, pad_token_id(tokenizer)
-
-
 def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
     """Run (or resume) `job_id`; returns the outcome (`skipped` when there was nothing to do)."""
     rt = rt or runtime()
@@ -114,27 +99,13 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
     observer: JobObserver | None = None
     code = message = ""
     try:
-        settings = PruneSettings(
-            targets=list(job.targets),
-            objective=job.objective,
-            method=job.method,
-            steps=job.steps,
-            samples=job.samples,
-            seq_len=job.seq_len,
-            seed=job.seed,
-            importance=job.importance,
-            dtype=job.dtype,
-            device=rt.settings.device,
-            heldout=0 if evaluation is not None else 16,
-        )
+        settings = PruneSettings.from_dict(job.settings, device=rt.settings.device)
         source = model_refs.resolve(job.model, rt.settings.model_root_paths)
-        eval_examples, pad_id = None, 0
-        if evaluation is not None:
-            eval_path = rt.store.upload_path(evaluation.sha256, evaluation.format)
-            eval_examples, pad_id = _eval_examples(rt, eval_path, evaluation.kind, source, job.seq_len, job.seed)
-        observer = JobObserver(rt, job_id, job.tenant_id, lease, job.dtype, eval_examples, pad_id)
+        eval_path = rt.store.upload_path(evaluation.sha256, evaluation.format) if evaluation is not None else None
+        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype)
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
-        gisp.run(source, rt.store.upload_path(data.sha256, data.format), settings, observer=observer, resume=resume)
+        data_path = rt.store.upload_path(data.sha256, data.format)
+        gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
         outcome = "succeeded"
     except gisp.PruningStopped:
         outcome = "cancelled"

@@ -1,33 +1,76 @@
+"""Job request and response models. The pruning settings are not written here: each one's type,
+default, bounds, choices and description come from the engine's `PruneSettings` metadata, so the
+OpenAPI document, FastAPI's validation and the engine agree by construction."""
+
 from __future__ import annotations
 
+import types
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from gisp.config import SettingSpec, setting_specs
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+EventType = Literal["queued", "started", "step", "checkpoint", "finished", "error", "cancelled"]
+JOB_SETTINGS: list[SettingSpec] = [spec for spec in setting_specs() if spec.service]
 
 
-class JobCreate(BaseModel):
+def _item_type(spec: SettingSpec, item: Any) -> Any:
+    """One value's type: an enum of the registry's names, or the number with its bounds."""
+    if spec.choices is not None:
+        return Literal[tuple(spec.choices())]
+    bounds = {k: v for k, v in (("ge", spec.ge), ("gt", spec.gt), ("lt", spec.lt)) if v is not None}
+    return Annotated[item, Field(**bounds)] if bounds else item
+
+
+def _request_field(spec: SettingSpec) -> tuple[Any, Any]:
+    origin, args = get_origin(spec.type), get_args(spec.type)
+    extra: dict[str, Any] = {}
+    if origin is list:
+        annotation: Any = list[_item_type(spec, args[0])]
+        extra["min_length"] = spec.min_items
+    elif origin in (Union, types.UnionType):  # `str | None`: optional, None means "the engine decides"
+        annotation = _item_type(spec, next(a for a in args if a is not type(None))) | None
+    else:
+        annotation = _item_type(spec, spec.type)
+    default = ... if spec.required else spec.default
+    return annotation, Field(default, description=spec.help, **extra)
+
+
+def _response_field(spec: SettingSpec) -> tuple[Any, Any]:
+    """As stored on the job: resolved (an importance of None was replaced by the default)."""
+    annotation = spec.type
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return annotation, Field(description=spec.help)
+
+
+class JobRequest(BaseModel):
     """A pruning job. Sparsity is the fraction of attention+MLP parameters removed (embeddings,
     norms and the LM head are not counted)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "stories260K", "dataset_id": "ds_0193c2a4f1b2a7c3d4e5", "targets": [0.2, 0.4]}]
+        },
+    )
 
     model: str = Field(description="hub id `org/name`, or the name of a model under a configured model root")
-    dataset_id: str
-    eval_dataset_id: str | None = None
-    objective: str = "perplexity"
-    targets: list[float] = [0.2, 0.4]
-    steps: int = 16
-    method: str = "gisp"
-    samples: int = 64
-    seq_len: int = 256
-    seed: int = 0
-    dtype: str = "float32"
-    importance: str | None = Field(
-        default=None, description="fisher | taylor; default: taylor for the margin objective, else fisher"
+    dataset_id: str = Field(description="the calibration dataset")
+    eval_dataset_id: str | None = Field(
+        None, description="a separate dataset the checkpoints' metrics are measured on (default: held-out calibration)"
     )
+
+
+JobCreate = create_model(
+    "JobCreate",
+    __base__=JobRequest,
+    __module__=__name__,
+    **{spec.name: _request_field(spec) for spec in JOB_SETTINGS},  # type: ignore[call-overload]
+)
 
 
 class Progress(BaseModel):
@@ -43,21 +86,36 @@ class JobError(BaseModel):
     message: str
 
 
-class JobOut(BaseModel):
+class JobState(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "job_0193c2a4f1b2a7c3d4e5",
+                    "status": "running",
+                    "model": "stories260K",
+                    "dataset_id": "ds_0193c2a4f1b2a7c3d4e5",
+                    "eval_dataset_id": None,
+                    "targets": [0.2, 0.4],
+                    "objective": "perplexity",
+                    "method": "gisp",
+                    "importance": "fisher",
+                    "progress": {"step": 3, "total_steps": 16, "sparsity": 0.075, "loss": 1.83, "eta_seconds": 12.5},
+                    "error": None,
+                    "created_at": "2026-12-01T10:00:00Z",
+                    "started_at": "2026-12-01T10:00:01Z",
+                    "finished_at": None,
+                    "checkpoint_count": 0,
+                }
+            ]
+        }
+    )
+
     id: str
     status: JobStatus
     model: str
     dataset_id: str
     eval_dataset_id: str | None
-    objective: str
-    targets: list[float]
-    steps: int
-    method: str
-    samples: int
-    seq_len: int
-    seed: int
-    dtype: str
-    importance: str
     progress: Progress
     error: JobError | None
     created_at: datetime
@@ -66,14 +124,22 @@ class JobOut(BaseModel):
     checkpoint_count: int
 
 
+JobOut = create_model(
+    "JobOut",
+    __base__=JobState,
+    __module__=__name__,
+    **{spec.name: _response_field(spec) for spec in JOB_SETTINGS},  # type: ignore[call-overload]
+)
+
+
 class JobPage(BaseModel):
-    data: list[JobOut]
+    data: list[JobOut]  # type: ignore[valid-type]
     has_more: bool
 
 
 class EventOut(BaseModel):
     seq: int
-    type: Literal["queued", "started", "step", "checkpoint", "finished", "error", "cancelled"]
+    type: EventType
     created_at: datetime
     data: dict[str, Any]
 

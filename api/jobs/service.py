@@ -1,6 +1,6 @@
-"""Job logic: validate a submission completely before anything is queued (names against the
-engine's registries, the model reference, the tenant's datasets and their kinds), honour
-Idempotency-Key, enqueue after the commit, cancel."""
+"""Job logic: validate a submission completely before anything is queued (the schema checks each
+setting; here the model reference, the tenant's datasets and their kinds), build the engine's
+settings once and store them on the job, honour Idempotency-Key, cancel."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gisp.config import PruneSettings, default_importance
+from gisp.config import PruneSettings
 from gisp.errors import ConfigError, DataFormatError
-from gisp.importance import estimator_names
-from gisp.loading import DTYPES
-from gisp.methods import get_method, method_names
-from gisp.objectives import get_objective, objective_names
+from gisp.objectives import get_objective
 from gisp_service.api.errors import ApiProblem, not_found
-from gisp_service.api.jobs.schemas import JobCreate
+from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
 from gisp_service.core import model_refs
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Job
@@ -27,28 +24,13 @@ from gisp_service.db.repos import datasets as dataset_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 
-
-def _choice(errors: list[dict[str, str]], field: str, value: str, allowed: list[str]) -> None:
-    if value not in allowed:
-        errors.append({"field": field, "message": f"unknown {field} {value!r}; choose one of {', '.join(allowed)}"})
+SETTING_NAMES = {spec.name for spec in JOB_SETTINGS}
 
 
-def validate(session: Session, tenant_id: str, body: JobCreate, model_roots) -> None:
-    """Raise a 422 naming every offending field."""
+def validate(session: Session, tenant_id: str, body: JobCreate, model_roots) -> PruneSettings:
+    """The checks the schema cannot make (the model reference, the tenant's datasets and their
+    kinds), then the engine's own settings; a 422 names every offending field."""
     errors: list[dict[str, str]] = []
-    _choice(errors, "objective", body.objective, objective_names())
-    _choice(errors, "method", body.method, method_names())
-    if body.importance is not None:
-        _choice(errors, "importance", body.importance, estimator_names())
-    _choice(errors, "dtype", body.dtype, sorted(DTYPES))
-    if not body.targets:
-        errors.append({"field": "targets", "message": "at least one target sparsity is required"})
-    for i, target in enumerate(body.targets):
-        if not 0.0 < target < 1.0:
-            errors.append({"field": f"targets.{i}", "message": f"target {target:g} is outside (0, 1)"})
-    for name, minimum in (("steps", 1), ("samples", 1), ("seq_len", 2)):
-        if getattr(body, name) < minimum:
-            errors.append({"field": name, "message": f"{name} must be at least {minimum}, not {getattr(body, name)}"})
     try:
         model_refs.check(body.model, model_roots)
     except model_refs.InvalidModelRef as exc:
@@ -60,28 +42,28 @@ def validate(session: Session, tenant_id: str, body: JobCreate, model_roots) -> 
         dataset = dataset_repo.get(session, tenant_id, dataset_id)
         if dataset is None:
             errors.append({"field": field, "message": f"dataset {dataset_id!r} not found"})
-        elif field == "dataset_id" and body.objective in objective_names():
+        elif field == "dataset_id":
             try:
                 get_objective(body.objective).check(dataset.kind)  # type: ignore[arg-type]
             except DataFormatError as exc:
                 errors.append({"field": field, "message": exc.message})
-    if not errors:
-        try:
-            PruneSettings(**_settings_args(body))
-        except ConfigError as exc:
-            errors.append({"field": exc.field or "body", "message": exc.message})
-    if errors:
+    settings = None
+    try:
+        settings = PruneSettings(**body.model_dump(include=SETTING_NAMES))
+    except ConfigError as exc:
+        errors.append({"field": exc.field or "body", "message": exc.message})
+    if errors or settings is None:
         raise ApiProblem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
-
-
-def _settings_args(body: JobCreate) -> dict[str, Any]:
-    return body.model_dump(
-        include={"targets", "objective", "method", "steps", "samples", "seq_len", "seed", "dtype", "importance"}
-    )
+    return settings
 
 
 def request_hash(body: JobCreate) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+def stored_settings(settings: PruneSettings) -> dict[str, Any]:
+    """What a job stores: every setting but the device, which is the worker's."""
+    return {k: v for k, v in settings.to_dict().items() if k in SETTING_NAMES}
 
 
 def create(
@@ -93,7 +75,7 @@ def create(
         existing = job_repo.by_idempotency_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-    validate(session, tenant_id, body, model_roots)
+    settings = validate(session, tenant_id, body, model_roots)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,
@@ -101,16 +83,8 @@ def create(
         model=body.model,
         dataset_id=body.dataset_id,
         eval_dataset_id=body.eval_dataset_id,
-        objective=body.objective,
-        method=body.method,
-        importance=body.importance or default_importance(body.objective),
-        dtype=body.dtype,
-        targets=sorted({round(float(t), 6) for t in body.targets}),
-        steps=body.steps,
-        samples=body.samples,
-        seq_len=body.seq_len,
-        seed=body.seed,
-        total_steps=body.steps if get_method(body.method).iterative else 1,  # one-shot baselines: one step
+        settings=stored_settings(settings),
+        total_steps=settings.total_steps,
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
@@ -156,15 +130,7 @@ def to_out(job: Job, checkpoint_count: int) -> dict[str, Any]:
         "model": job.model,
         "dataset_id": job.dataset_id,
         "eval_dataset_id": job.eval_dataset_id,
-        "objective": job.objective,
-        "targets": job.targets,
-        "steps": job.steps,
-        "method": job.method,
-        "samples": job.samples,
-        "seq_len": job.seq_len,
-        "seed": job.seed,
-        "dtype": job.dtype,
-        "importance": job.importance,
+        **job.settings,
         "progress": {
             "step": job.step,
             "total_steps": job.total_steps,

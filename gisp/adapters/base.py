@@ -8,13 +8,13 @@ written once against that description.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 from transformers import PretrainedConfig
 
 from gisp.errors import UnsupportedArchitectureError
+from gisp.registry import Registry
 from gisp.structure import ArchSpec, Kind, Structure
 
 
@@ -78,31 +78,23 @@ class ArchitectureAdapter(ABC):
                 self.slice_layer(layer, kind, [position[u] for u in then])
 
 
-_ADAPTERS: dict[str, type[ArchitectureAdapter]] = {}
+ADAPTERS: Registry[type[ArchitectureAdapter]] = Registry("architecture", field="model", group="gisp.adapters")
+supported_model_types = ADAPTERS.names
 
 
 def register_adapter(cls: type[ArchitectureAdapter]) -> type[ArchitectureAdapter]:
-    for model_type in cls.model_types:
-        _ADAPTERS[model_type] = cls
-    return cls
-
-
-def supported_model_types() -> list[str]:
-    return sorted(_ADAPTERS)
+    """Register `cls` for every transformers model_type it handles."""
+    return ADAPTERS.register(cls, cls.model_types)
 
 
 def adapter_for(config: PretrainedConfig) -> ArchitectureAdapter:
     model_type = getattr(config, "model_type", None)
-    base_type = model_type.removeprefix("gisp_") if model_type else None
-    cls = _ADAPTERS.get(base_type or "")
-    if cls is None:
+    base_type = model_type.removeprefix("gisp_") if model_type else ""
+    if base_type not in ADAPTERS:
         arch = ", ".join(getattr(config, "architectures", None) or []) or model_type
         raise UnsupportedArchitectureError(
             f"architecture {arch!r} (model_type {model_type!r}) is not supported; "
             f"supported model types: {', '.join(supported_model_types())}",
             field="model",
         )
-    return cls(config)
-
-
-AdapterFactory = Callable[[PretrainedConfig], ArchitectureAdapter]
+    return ADAPTERS.get(base_type)(config)

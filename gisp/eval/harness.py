@@ -11,11 +11,11 @@ from typing import Any
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from gisp.eval.mc import detect_mc_format, read_mc
-from gisp.eval.multiple_choice import choice_scores
+from gisp.eval.choice import choice_scores
+from gisp.eval.perplexity import file_perplexity
+from gisp.eval.readers import detect_mc_format, read_mc
 from gisp.eval.size import model_size
 from gisp.eval.throughput import measure_throughput
-from gisp.evaluation import file_perplexity, folder_bytes
 
 
 def load_for_eval(source: str, device: str = "cpu") -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -69,9 +69,3 @@ def evaluate_model(
     if throughput:
         summary["throughput"] = measure_throughput(model, prompt_tokens, decode_tokens).to_dict()
     return summary
-
-
-def checkpoint_bytes(source: str | Path) -> int | None:
-    """Bytes of a model folder on disk (None for a hub id)."""
-    path = Path(source)
-    return folder_bytes(path) if path.is_dir() else None

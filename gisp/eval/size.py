@@ -1,4 +1,4 @@
-"""Size of a model as it is: parameters, bytes in memory, and matmul FLOPs per token.
+"""Size of a model as it is: parameters, bytes in memory and on disk, and matmul FLOPs per token.
 
 Widths are read from the modules themselves, so the same code serves a base model, a model sliced
 in memory and an exported checkpoint loaded from its folder.
@@ -6,7 +6,9 @@ in memory and an exported checkpoint loaded from its folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from torch import nn
 
@@ -41,15 +43,31 @@ def model_structure(model: nn.Module) -> tuple[ArchSpec, Structure]:
     return spec, Structure(attn=attn, mlp=mlp)
 
 
-def model_size(model: nn.Module) -> SizeReport:
+def distinct_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Each parameter once (tied weights, such as a tied LM head, appear once)."""
     seen: set[int] = set()
-    count = nbytes = 0
     for param in model.parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
-        count += param.numel()
-        nbytes += param.numel() * param.element_size()
+        if id(param) not in seen:
+            seen.add(id(param))
+            yield param
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in distinct_parameters(model))
+
+
+def folder_bytes(path: str | Path) -> int | None:
+    """Bytes of a model folder on disk (None when `path` is no folder, e.g. a hub id)."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def model_size(model: nn.Module) -> SizeReport:
+    params = list(distinct_parameters(model))
+    count = sum(p.numel() for p in params)
+    nbytes = sum(p.numel() * p.element_size() for p in params)
     spec, structure = model_structure(model)
     kv, widths = structure.layer_widths()
     return SizeReport(

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from gisp.adapters import ArchitectureAdapter
-from gisp.errors import ConfigError
 from gisp.objectives import Batch, Objective
+from gisp.registry import Registry
 from gisp.structure import Kind
 
 # (layer, kind) -> scores of the layer's current units, in current order
@@ -39,22 +39,10 @@ class ImportanceEstimator(ABC):
     def estimate(self, ctx: ScoringContext) -> ScoreResult: ...
 
 
-_ESTIMATORS: dict[str, type[ImportanceEstimator]] = {}
-
-
-def register_estimator(cls: type[ImportanceEstimator]) -> type[ImportanceEstimator]:
-    _ESTIMATORS[cls.name] = cls
-    return cls
-
-
-def estimator_names() -> list[str]:
-    return sorted(_ESTIMATORS)
+ESTIMATORS: Registry[type[ImportanceEstimator]] = Registry("importance", group="gisp.importance")
+register_estimator = ESTIMATORS.register
+estimator_names = ESTIMATORS.names
 
 
 def get_estimator(name: str) -> ImportanceEstimator:
-    try:
-        return _ESTIMATORS[name]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown importance {name!r}; choose one of {', '.join(estimator_names())}", field="importance"
-        ) from None
+    return ESTIMATORS.get(name)()

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from gisp.adapters import ArchitectureAdapter
-from gisp.errors import ConfigError
 from gisp.objectives import Batch, Objective
+from gisp.registry import Registry
 from gisp.structure import Structure, Unit
 
 
@@ -48,25 +48,13 @@ class PruningMethod(ABC):
     def rank(self, ctx: MethodContext) -> Ranking: ...
 
 
-_METHODS: dict[str, type[PruningMethod]] = {}
-
-
-def register_method(cls: type[PruningMethod]) -> type[PruningMethod]:
-    _METHODS[cls.name] = cls
-    return cls
-
-
-def method_names() -> list[str]:
-    return sorted(_METHODS)
+METHODS: Registry[type[PruningMethod]] = Registry("method", group="gisp.methods")
+register_method = METHODS.register
+method_names = METHODS.names
 
 
 def get_method(name: str) -> PruningMethod:
-    try:
-        return _METHODS[name]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown method {name!r}; choose one of {', '.join(method_names())}", field="method"
-        ) from None
+    return METHODS.get(name)()
 
 
 def scores_by_unit(structure: Structure, scores: dict) -> dict[Unit, float]:

@@ -10,7 +10,8 @@ from torch import nn
 
 from gisp.data.examples import IGNORE, Example, Mode, SequenceExample
 from gisp.data.records import RecordKind
-from gisp.errors import ConfigError, DataFormatError
+from gisp.errors import DataFormatError
+from gisp.registry import Registry
 
 
 @dataclass
@@ -98,22 +99,10 @@ class Objective(ABC):
         """One loss per sample of the batch, shape [batch.num_samples]; the objective is their mean."""
 
 
-_OBJECTIVES: dict[str, type[Objective]] = {}
-
-
-def register_objective(cls: type[Objective]) -> type[Objective]:
-    _OBJECTIVES[cls.name] = cls
-    return cls
-
-
-def objective_names() -> list[str]:
-    return sorted(_OBJECTIVES)
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", group="gisp.objectives")
+register_objective = OBJECTIVES.register
+objective_names = OBJECTIVES.names
 
 
 def get_objective(name: str) -> Objective:
-    try:
-        return _OBJECTIVES[name]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown objective {name!r}; choose one of {', '.join(objective_names())}", field="objective"
-        ) from None
+    return OBJECTIVES.get(name)()

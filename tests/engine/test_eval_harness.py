@@ -15,7 +15,7 @@ from gisp.data import ChoiceRecord, read_records
 from gisp.data.next_sentence import build_items, write_items
 from gisp.errors import DataFormatError
 from gisp.eval import choice_scores, measure_throughput, model_size, read_mc
-from gisp.eval.mc import detect_mc_format
+from gisp.eval.readers import detect_mc_format
 from gisp.structure import Structure
 from tests.conftest import shared_path
 from tests.engine.tiny import tiny_model
@@ -209,5 +209,6 @@ def test_gisp_eval_cli_reports_everything(stories_model, stories_text, capsys) -
 def test_gisp_eval_cli_rejects_bad_input(tmp_path, capsys) -> None:
     assert main(["eval", str(tmp_path), "--json"]) == 2
     assert "nothing to measure" in capsys.readouterr().err
-    assert main(["eval", str(tmp_path), "--mc", str(tmp_path / "missing.jsonl")]) == 2
+    # a missing file is a runtime failure (1); usage errors are 2
+    assert main(["eval", str(tmp_path), "--mc", str(tmp_path / "missing.jsonl")]) == 1
     assert "does not exist" in capsys.readouterr().err

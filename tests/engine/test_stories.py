@@ -14,7 +14,7 @@ import pytest
 
 from gisp import PruneSettings, export_all, run
 from gisp.cli import main
-from gisp.evaluation import file_perplexity
+from gisp.eval.perplexity import file_perplexity
 from gisp.export import load_pruned
 from tests.engine.test_export import LOAD_WITHOUT_GISP
 
@@ -133,21 +133,23 @@ def test_cli_prune_json_and_eval(stories_model: Path, stories_text: Path, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--targets", "1.5"], "outside (0, 1)"),
-        (["--targets", "0.2", "--objective", "nope"], "unknown objective"),
-        (["--targets", "0.2", "--steps", "0"], "steps must be at least 1"),
-        (["--targets", "0.2", "--data", "/no/such/file.txt"], "does not exist"),
+        (["--targets", "1.5"], "outside (0, 1)", 2),
+        (["--targets", "0.2", "--steps", "0"], "steps must be at least 1", 2),
+        (["--targets", "0.2", "--data", "/no/such/file.txt"], "does not exist", 1),
+        (["--targets", "0.2", "--data", "{empty}"], "fewer than one window", 1),
     ],
 )
 def test_cli_bad_arguments_exit_with_one_line(
-    args: list[str], message: str, stories_model: Path, tmp_path: Path
+    args: list[str], message: str, code: int, stories_model: Path, tmp_path: Path
 ) -> None:
+    """Bad values are usage errors (exit 2); a run that fails on its input exits 1; one line each."""
     base = ["prune", str(stories_model), "--out", str(tmp_path / "o")]
+    (tmp_path / "d.txt").write_text("Once upon a time.")
+    args = [a.replace("{empty}", str(tmp_path / "d.txt")) for a in args]
     if "--data" not in args:
         base += ["--data", str(tmp_path / "d.txt")]
-        (tmp_path / "d.txt").write_text("Once upon a time.")
     result = subprocess.run(
         [sys.executable, "-m", "gisp.cli", *base, *args],
         capture_output=True,
@@ -155,9 +157,30 @@ def test_cli_bad_arguments_exit_with_one_line(
         check=False,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
-    assert result.returncode != 0
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("gisp")  # one line (after the model's loading bar)
+    assert len(lines) == 1 or "Loading weights" in result.stderr
+
+
+def test_cli_choices_come_from_the_registries(stories_model: Path, tmp_path: Path) -> None:
+    """A name the registry does not know is refused by argparse itself, listing the choices (exit 2)."""
+    from gisp.methods import method_names
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gisp.cli", "prune", str(stories_model), "--data", "x", "--out", "o", "--targets", "0.2"]
+        + ["--method", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'nope'" in result.stderr and all(name in result.stderr for name in method_names())
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gisp.cli", "prune", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "(default: 16)" in help_text and "{" + ",".join(method_names()) + "}" in help_text
 
 
 def test_trajectory_records_a_local_base_absolutely(stories_model: Path, tmp_path: Path, monkeypatch) -> None:

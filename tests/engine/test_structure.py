@@ -10,7 +10,7 @@ from transformers import GPT2Config
 
 from gisp.adapters import adapter_for
 from gisp.errors import UnsupportedArchitectureError
-from gisp.evaluation import parameter_count
+from gisp.eval.size import parameter_count
 from gisp.masking import structure_masks, unit_masks
 from gisp.structure import Structure
 from tests.engine.tiny import FAMILIES, VOCAB, tiny_model

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from gisp.data import ChoiceRecord
 from gisp.data.examples import _join, _record_example
-from gisp.evaluation import choice_nll
+from gisp.eval.perplexity import choice_nll
 from gisp.objectives.base import pad_token_id
 
 

@@ -1,4 +1,4 @@
-"""Measuring a model: perplexity on text, multiple-choice accuracy, size."""
+"""Perplexity on text and multiple-choice NLL: what the pruner's held-out metrics and `gisp eval` measure."""
 
 from __future__ import annotations
 
@@ -107,18 +107,3 @@ def file_perplexity(
     if not windows:
         raise ValueError(f"{path} has fewer tokens than one window of {seq_len}")
     return sequence_perplexity(model, windows)
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Distinct parameters (tied weights counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for param in model.parameters():
-        if id(param) not in seen:
-            seen.add(id(param))
-            total += param.numel()
-    return total
-
-
-def folder_bytes(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
