@@ -1,6 +1,6 @@
 """Model references in jobs: a hub id shaped `org/name`, or the name of a folder under one of the
-configured model roots. Never a filesystem path: a tenant must not make the worker read
-arbitrary files."""
+configured model roots (a Hugging Face folder, or one holding a GGUF file). Never a filesystem
+path: a tenant must not make the worker read arbitrary files."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ class InvalidModelRef(ValueError):
     pass
 
 
+def is_model_folder(path: Path) -> bool:
+    """A Hugging Face folder (config.json) or a folder holding one GGUF file."""
+    return (path / "config.json").is_file() or (path.is_dir() and any(path.glob("*.gguf")))
+
+
 def local_folder(name: str, roots: list[Path]) -> Path | None:
     if not LOCAL_NAME.match(name) or ".." in name:
         return None
     for root in roots:
         candidate = root / name
-        if (candidate / "config.json").is_file():
+        if is_model_folder(candidate):
             return candidate
     return None
 
@@ -33,7 +38,7 @@ def check(name: str, roots: list[Path]) -> None:
     if HUB_ID.match(name) or local_folder(name, roots) is not None:
         return
     if LOCAL_NAME.match(name):
-        known = sorted({p.name for r in roots if r.is_dir() for p in r.iterdir() if (p / "config.json").is_file()})
+        known = sorted({p.name for r in roots if r.is_dir() for p in r.iterdir() if is_model_folder(p)})
         raise InvalidModelRef(
             f"no local model named {name!r}; known: {', '.join(known) or 'none'} (or give a hub id org/name)"
         )

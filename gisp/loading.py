@@ -1,4 +1,5 @@
-"""Loading base models (hub id or local folder) and pruned checkpoints."""
+"""Loading base models: a hub id, a local folder, or a GGUF file (converted once, see
+`gisp.gguf_input`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 
 from gisp.adapters import ArchitectureAdapter, adapter_for
 from gisp.errors import ConfigError, ModelNotFoundError
+from gisp.gguf_input import converted_folder, gguf_file_of
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -46,7 +48,13 @@ def load_config(source: str, revision: str | None = None) -> PretrainedConfig:
 
 
 def load_model(source: str, device: str = "cpu", dtype: str = "float32", revision: str | None = None) -> LoadedModel:
-    """Load a supported causal LM and its tokenizer, in eval mode, on `device`."""
+    """Load a supported causal LM and its tokenizer, in eval mode, on `device`. A GGUF file is
+    loaded through its cached conversion and recorded as the file itself (its absolute path)."""
+    gguf = gguf_file_of(source)
+    if gguf is not None:
+        loaded = load_model(str(converted_folder(gguf)), device=device, dtype=dtype)
+        loaded.source = str(gguf)
+        return loaded
     config = load_config(source, revision)
     adapter = adapter_for(config)  # fails before any weights are read
     try:
