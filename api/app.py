@@ -20,14 +20,13 @@ from gisp_service.api.ops.router import router as ops_router
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings
 from gisp_service.db.migrate import upgrade
-from gisp_service.worker.app import make_celery
 
 log = logging.getLogger("gisp.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    ctx = ServiceContext(Runtime.build(settings), make_celery(settings))
+    ctx = ServiceContext(Runtime.build(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -36,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth == "off":
             log.warning("GISP_AUTH=off: every request acts as tenant 'default' without a key")
         yield
-        ctx.rt.engine.dispose()
+        ctx.rt.close()
 
     app = FastAPI(
         title="gisp-service",

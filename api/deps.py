@@ -18,8 +18,13 @@ from gisp_service.db.session import transaction
 
 @dataclass
 class ServiceContext:
+    """What a request handler reaches: the app's runtime (database, store, Celery app)."""
+
     rt: Runtime
-    celery: Celery
+
+    @property
+    def celery(self) -> Celery:
+        return self.rt.celery
 
 
 def get_ctx(request: Request) -> ServiceContext:

@@ -1,14 +1,18 @@
-"""What every service process needs, built once from the settings: database engine and
-sessions, and the artifact store."""
+"""What every service process needs, built from the settings: the database engine and its
+sessions, the artifact store and the Celery app (the broker client). The API builds one per app,
+the worker one per process that runs tasks and one for its reconciler thread: a runtime holds a
+connection pool, and a pool belongs to the process (and the thread of work) that built it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gisp_service.core.artifacts import ArtifactStore
+from gisp_service.core.queue import make_celery
 from gisp_service.core.settings import Settings
 from gisp_service.db.session import make_engine, make_sessionmaker
 
@@ -19,8 +23,24 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     store: ArtifactStore
+    celery: Celery
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, celery: Celery | None = None) -> Runtime:
+        """`celery`: the app to send with (the worker passes its own); a new one otherwise."""
         engine = make_engine(settings.db_url)
-        return cls(settings, engine, make_sessionmaker(engine), ArtifactStore(settings.artifacts_dir))
+        return cls(
+            settings,
+            engine,
+            make_sessionmaker(engine),
+            ArtifactStore(settings.artifacts_dir),
+            celery if celery is not None else make_celery(settings),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's pool without touching its connections, which the
+        parent still uses (SQLAlchemy's pooling guide for os.fork: `dispose(close=False)`)."""
+        self.engine.dispose(close=False)

@@ -16,6 +16,7 @@ from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
 from gisp_service.api.checkpoints.materialize import materialize_checkpoint
 from gisp_service.core import model_refs
+from gisp_service.core.queue import enqueue
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import utcnow
 from gisp_service.db.repos import checkpoints as checkpoint_repo
@@ -23,9 +24,8 @@ from gisp_service.db.repos import datasets as dataset_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue
 from gisp_service.worker.observer import JobObserver
-from gisp_service.worker.runtime import SHUTTING_DOWN, runtime
+from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
 log = logging.getLogger("gisp.worker")
 
@@ -65,11 +65,11 @@ def _error_for(exc: BaseException) -> tuple[str, str]:
     return "internal_error", f"{type(exc).__name__}: {exc}"
 
 
-def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
-    """Run (or resume) `job_id`; returns the outcome (`skipped` when there was nothing to do)."""
-    rt = rt or runtime()
-    if SHUTTING_DOWN.is_set():  # a message taken during warm shutdown: leave the job to the next worker
-        enqueue(rt_celery(), rt.settings, job_id)
+def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
+    """Run (or resume) `job_id` on this process's runtime; returns the outcome (`skipped` when
+    there was nothing to do)."""
+    if SHUTDOWN_REQUESTED.is_set():  # a message taken during warm shutdown: leave the job to the next worker
+        enqueue(rt.celery, rt.settings, job_id)
         return "deferred"
     lease = uuid.uuid4().hex
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
@@ -108,11 +108,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
         outcome = "succeeded"
     except gisp.PruningStopped:
-        outcome = "cancelled"
-        if observer is not None and observer.lost:
-            outcome = "lost"
-        elif observer is not None and observer.interrupted:
-            outcome = "interrupted"
+        outcome = observer.stop_reason if observer is not None and observer.stop_reason else "cancelled"
     except BaseException as exc:  # noqa: BLE001  (recorded on the job; the worker keeps serving)
         outcome = "failed"
         code, message = _error_for(exc)
@@ -132,7 +128,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
             if requeued:
                 event_repo.append(session, job_id, "queued", {"requeued": True, "reason": "worker shutdown"})
         if requeued:
-            enqueue(rt_celery(), rt.settings, job_id)
+            enqueue(rt.celery, rt.settings, job_id)
         log.warning("job %s interrupted by shutdown after %.2fs; re-queued to resume", job_id, seconds)
         return outcome
     with transaction(rt.sessions) as session:
@@ -169,9 +165,3 @@ def materialize_all(rt: Runtime, job_id: str) -> None:
             )
         except Exception:
             log.exception("eager materialization of %s failed; it will be built on download", checkpoint_id)
-
-
-def rt_celery():
-    from gisp_service.worker.app import app
-
-    return app

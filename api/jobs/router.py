@@ -9,10 +9,10 @@ from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_s
 from gisp_service.api.jobs import service
 from gisp_service.api.jobs.schemas import EventPage, JobCreate, JobOut, JobPage, JobStatus
 from gisp_service.api.schemas import PROBLEMS
+from gisp_service.core.queue import enqueue
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEMS)
 log = logging.getLogger("gisp.api")

@@ -12,10 +12,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from gisp_service.api.deps import ServiceContext
+from gisp_service.core.queue import queue_depth
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import queue_depth
 
 STEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
 log = logging.getLogger("gisp.api")

@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from gisp_service.api.deps import ServiceContext, get_ctx
 from gisp_service.api.errors import problem_response
-from gisp_service.worker.app import queue_depth
+from gisp_service.core.queue import queue_depth
 
 router = APIRouter(tags=["operations"])
 
