@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from gisp_service.api import errors
+from gisp_service.api.admission import AdmissionLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
 from gisp_service.api.deps import ServiceContext
@@ -22,14 +24,19 @@ from gisp_service.core.settings import Settings
 from gisp_service.db.migrate import upgrade
 
 log = logging.getLogger("gisp.api")
+# beyond GISP_API_CONCURRENCY: threads for what runs outside admission (dependency exits, file
+# chunks of a download after its response started), connections for /readyz and /metrics
+SPARE_THREADS = 8
+SPARE_CONNECTIONS = 2
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    ctx = ServiceContext(Runtime.build(settings))
+    ctx = ServiceContext(Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_concurrency + SPARE_THREADS
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.db_url)
         if settings.auth == "off":
@@ -47,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     app.state.metrics = make_registry(ctx)
     errors.install(app)
+    app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
     return app

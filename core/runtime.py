@@ -14,25 +14,28 @@ from sqlalchemy.orm import Session, sessionmaker
 from gisp_service.core.artifacts import ArtifactStore
 from gisp_service.core.queue import make_celery
 from gisp_service.core.settings import Settings
-from gisp_service.db.session import make_engine, make_sessionmaker
+from gisp_service.db.session import make_engine, make_sessionmaker, read_engine
 
 
 @dataclass
 class Runtime:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # for write transactions (`db.session.write_transaction`)
+    read_sessions: sessionmaker[Session]  # for reads (`db.session.read_session`), same pool
     store: ArtifactStore
     celery: Celery
 
     @classmethod
-    def build(cls, settings: Settings, celery: Celery | None = None) -> Runtime:
-        """`celery`: the app to send with (the worker passes its own); a new one otherwise."""
-        engine = make_engine(settings.db_url)
+    def build(cls, settings: Settings, celery: Celery | None = None, pool_size: int = 5) -> Runtime:
+        """`celery`: the app to send with (the worker passes its own); a new one otherwise.
+        `pool_size`: database connections this process may hold at once."""
+        engine = make_engine(settings.db_url, pool_size=pool_size)
         return cls(
             settings,
             engine,
             make_sessionmaker(engine),
+            make_sessionmaker(read_engine(engine)),
             ArtifactStore(settings.artifacts_dir),
             celery if celery is not None else make_celery(settings),
         )

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     queue: str = "prune"
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
     torch_threads: int = 0  # CPU threads for torch in the worker; 0 keeps torch's default
+    # requests one API process handles at once; more wait their turn (the thread pool and the
+    # database pool are sized from it, so an admitted request never waits for either)
+    api_concurrency: int = Field(default=32, ge=1)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,5 +1,11 @@
-"""Engines and sessions. SQLite gets WAL (readers never block the worker's writes), a busy
-timeout, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing."""
+"""Engines and the two kinds of unit of work: a read session and a write transaction.
+
+SQLite gets WAL, a busy timeout and foreign keys. A write transaction starts with BEGIN
+IMMEDIATE, so concurrent writers queue on the busy timeout instead of failing halfway; a read
+session starts a deferred transaction (plain BEGIN) with `query_only` on, which takes no write
+lock: WAL lets it read a consistent snapshot beside the worker's writes. On PostgreSQL a read
+session is a READ ONLY transaction. Either way a read session that tries to write fails loudly.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,15 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "gisp_read_only"  # execution option of the read engine; the SQLite begin hook reads it
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """`pool_size`: connections kept per process; with no overflow, a thread that finds none
+    free waits for one (`pool_timeout`), so size it to the threads that may ask at once."""
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 60}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
@@ -26,10 +37,22 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if connection.get_execution_options().get(READ_ONLY):
+                connection.exec_driver_sql("PRAGMA query_only=ON")
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("PRAGMA query_only=OFF")
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The same engine and pool, whose transactions only read."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(**{READ_ONLY: True}, postgresql_readonly=True)
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -37,7 +60,19 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error."""
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work that writes: commit on success, roll back on error."""
     with factory() as session, session.begin():
+        yield session
+
+
+# the name the routers and services use until they move to `write_transaction`
+transaction = write_transaction
+
+
+@contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads, from a sessionmaker bound to `read_engine` (`Runtime.reads`). It takes
+    a connection at its first query, not before, and ends by rolling back."""
+    with factory() as session:
         yield session

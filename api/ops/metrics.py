@@ -15,7 +15,7 @@ from gisp_service.api.deps import ServiceContext
 from gisp_service.core.queue import queue_depth
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import read_session
 
 STEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
 log = logging.getLogger("gisp.api")
@@ -26,7 +26,7 @@ class ServiceCollector(Collector):
         self.ctx = ctx
 
     def collect(self) -> Iterator:
-        with transaction(self.ctx.rt.sessions) as session:
+        with read_session(self.ctx.rt.read_sessions) as session:
             counts = job_repo.counts_by_status(session)
             buckets, count, total = event_repo.step_duration_buckets(session, STEP_BUCKETS)
         jobs = GaugeMetricFamily("gisp_jobs", "Jobs by status", labels=["status"])

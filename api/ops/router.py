@@ -7,12 +7,14 @@ from sqlalchemy import text
 from gisp_service.api.deps import ServiceContext, get_ctx
 from gisp_service.api.errors import problem_response
 from gisp_service.core.queue import queue_depth
+from gisp_service.db.session import read_session
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """Liveness: answered on the event loop, never waiting for a thread or the database (/readyz does)."""
     return {"status": "ok"}
 
 
@@ -20,8 +22,8 @@ def healthz() -> dict[str, str]:
 def readyz(ctx: ServiceContext = Depends(get_ctx)):
     problems = []
     try:
-        with ctx.rt.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with read_session(ctx.rt.read_sessions) as session:
+            session.execute(text("SELECT 1"))
     except Exception as exc:
         problems.append({"field": "database", "message": str(exc).splitlines()[0]})
     try:
