@@ -1,7 +1,8 @@
 """The FastAPI application: `uvicorn gisp_service.api.app:app` (OpenAPI docs at /docs).
 
-`create_app(settings)` builds an app bound to one set of settings (tests build several);
-migrations are applied at startup."""
+`create_app(settings)` builds an app bound to one set of settings (tests build several). The
+app never migrates the database: a deploy migrates once before starting it (compose's one-shot
+`migrate` service, `gisp db upgrade`; `gisp serve` and the test fixtures upgrade first)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from gisp_service.api import errors
 from gisp_service.api.admission import AdmissionLimit
@@ -19,9 +22,9 @@ from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
+from gisp_service.core.logging import configure_logging
 from gisp_service.core.runtime import Runtime
-from gisp_service.core.settings import Settings
-from gisp_service.db.migrate import upgrade
+from gisp_service.core.settings import Settings, get_settings
 
 log = logging.getLogger("gisp.api")
 # beyond GISP_API_CONCURRENCY: threads for what runs outside admission (dependency exits, file
@@ -38,7 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI):
         to_thread.current_default_thread_limiter().total_tokens = settings.api_concurrency + SPARE_THREADS
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(settings.db_url)
         if settings.auth == "off":
             log.warning("GISP_AUTH=off: every request acts as tenant 'default' without a key")
         yield
@@ -55,9 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = make_registry(ctx)
     errors.install(app)
     app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
+    # HTTP request metrics (rate, latency, status) beside the service's collector on /metrics; added
+    # after admission, so it is the outer layer and its latency includes a request's wait there
+    app.state.http_metrics = CollectorRegistry(auto_describe=True)
+    Instrumentator(registry=app.state.http_metrics, excluded_handlers=["^/metrics$"]).instrument(app)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
     return app
 
 
+# what `uvicorn gisp_service.api.app:app` runs, in each of its processes
+configure_logging(get_settings().log_level, get_settings().log_format)
 app = create_app()

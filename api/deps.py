@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from gisp_service.api.errors import ApiProblem
+from gisp_service.core.logging import bind_log_context
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.repos import tenants as tenant_repo
 from gisp_service.db.session import read_session, write_transaction
@@ -66,7 +67,8 @@ async def current_tenant(
     ctx: AppContext, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
     """The tenant id of the request's API key; 401 otherwise. The lookup is its own short read
-    session (one connection per request at a time, which is what the pool is sized for)."""
+    session (one connection per request at a time, which is what the pool is sized for); the id
+    is bound to the request's log lines."""
     if ctx.rt.settings.auth == "off":
         tenant_id = await run_in_threadpool(_default_tenant, ctx)
     else:
@@ -78,6 +80,7 @@ async def current_tenant(
         tenant_id = await run_in_threadpool(_tenant_for_key, ctx, key)
         if tenant_id is None:
             raise ApiProblem(401, "invalid API key", "Authorization", headers=CHALLENGE)
+    bind_log_context(tenant_id=tenant_id)
     return tenant_id
 
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # requests one API process handles at once; more wait their turn (the thread pool and the
     # database pool are sized from it, so an admitted request never waits for either)
     api_concurrency: int = Field(default=32, ge=1)
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"  # json: one object per line, for log collectors
 
     @field_validator("data_dir")
     @classmethod

@@ -8,10 +8,8 @@ give each process its own runtime and run the reconciler beside the pool. The br
 
 from __future__ import annotations
 
-import os
-import socket
-
 from celery.signals import (
+    setup_logging,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -20,10 +18,11 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from gisp_service.core.logging import bind_log_context, clear_log_context, configure_logging
 from gisp_service.core.queue import TASK_NAME, make_celery
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import get_settings
-from gisp_service.worker.process import SHUTDOWN_REQUESTED, ProcessRuntime
+from gisp_service.worker.process import SHUTDOWN_REQUESTED, ProcessRuntime, worker_id
 from gisp_service.worker.reconciler import ReconcilerThread
 
 app = make_celery(get_settings())
@@ -32,20 +31,27 @@ app = make_celery(get_settings())
 task_runtime = ProcessRuntime(lambda: Runtime.build(get_settings(), celery=app))
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @app.task(name=TASK_NAME)
 def prune(job_id: str) -> str:
     # imported here, not at the top: it loads torch, and `celery -A ... inspect ping` (the image's
     # healthcheck) loads this module too; `_warm_up` imports it once in the worker
     from gisp_service.worker.runner import run_job
 
-    return run_job(job_id, worker_id(), task_runtime.get())
+    clear_log_context()  # nothing of the previous task rides on this one's lines
+    bind_log_context(job_id=job_id, worker_id=worker_id())
+    try:
+        return run_job(job_id, worker_id(), task_runtime.get())
+    finally:
+        clear_log_context()
 
 
 _reconciler: ReconcilerThread | None = None
+
+
+@setup_logging.connect
+def _configure_logging(loglevel=None, **_kwargs) -> None:
+    """Connected, so Celery leaves the root logger to `configure_logging` (children inherit it)."""
+    configure_logging(loglevel or get_settings().log_level, get_settings().log_format)
 
 
 @worker_init.connect

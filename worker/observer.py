@@ -115,6 +115,7 @@ class JobObserver(PruneObserver):
                     },
                     duration=report.seconds,
                 )
+                event_repo.count_step_duration(session, report.seconds)
         if not owned and self.stop_reason is None:
             self.stop_reason = "lost"
         log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)

@@ -12,10 +12,16 @@ that built it is replaced, never reused.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 
 from gisp_service.core.runtime import Runtime
+
+
+def worker_id() -> str:
+    """This process, as jobs record who runs them: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ProcessRuntime:

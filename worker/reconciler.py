@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from celery import Celery
 
+from gisp_service.core.logging import bind_log_context, bound_log_context
 from gisp_service.core.queue import enqueue, queue_depth
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings
@@ -19,6 +20,7 @@ from gisp_service.db.models import utcnow
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
+from gisp_service.worker.process import worker_id
 
 log = logging.getLogger("gisp.worker")
 
@@ -60,7 +62,8 @@ def reconcile(rt: Runtime) -> list[str]:
             event_repo.append(session, job_id, "queued", {"requeued": True, "previous_status": status})
         enqueue(rt.celery, rt.settings, job_id)
         requeued.append(job_id)
-        log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
+        with bound_log_context(job_id=job_id):
+            log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
     return requeued
 
 
@@ -75,6 +78,7 @@ class ReconcilerThread(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        bind_log_context(worker_id=worker_id())
         rt = Runtime.build(self.settings, celery=self.celery_app)
         try:
             while True:

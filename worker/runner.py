@@ -16,6 +16,7 @@ from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
 from gisp_service.api.checkpoints.materialize import materialize_checkpoint
 from gisp_service.core import model_refs
+from gisp_service.core.logging import bind_log_context
 from gisp_service.core.queue import enqueue
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import utcnow
@@ -40,6 +41,7 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        bind_log_context(job_id=self.job_id)  # a thread starts with an empty context
         while not self.stopped.wait(self.interval):
             try:
                 with transaction(self.rt.sessions) as session:
@@ -81,6 +83,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             return "skipped"
         job = job_repo.get_any(session, job_id)
         assert job is not None
+        bind_log_context(tenant_id=job.tenant_id)
         data = dataset_repo.get_any(session, job.dataset_id)
         evaluation = dataset_repo.get_any(session, job.eval_dataset_id) if job.eval_dataset_id else None
         assert data is not None

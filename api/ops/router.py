@@ -37,4 +37,7 @@ def readyz(ctx: ServiceContext = Depends(get_ctx)):
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+    """The service's collector (jobs, step durations, queue depth; from the database and broker,
+    right for every process) and this API process's HTTP request metrics."""
+    body = generate_latest(request.app.state.metrics) + generate_latest(request.app.state.http_metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
