@@ -1,5 +1,6 @@
 """What one worker process owns and shares with no other: the runtime its tasks use (database
-pool, store, Celery app) and the flag that says the process is shutting down.
+pool, store, Celery app); and the flag that says the worker is shutting down (shared with the
+prefork children, which must hear it).
 
 A pool must never cross a fork. In the prefork pool each task runs in a child forked from the
 Celery parent, whose reconciler thread has its own runtime; a child that used the parent's
@@ -11,6 +12,7 @@ that built it is replaced, never reused.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import threading
@@ -59,6 +61,8 @@ class ProcessRuntime:
         self._runtime = None
 
 
-# Set when this worker process begins a warm shutdown (SIGTERM, Ctrl-C): the running job stops at
-# its next step and goes back to the queue, to be resumed from its trajectory.
-SHUTDOWN_REQUESTED = threading.Event()
+# Set when the worker begins a warm shutdown (SIGTERM, Ctrl-C): the running job stops at its next
+# step and goes back to the queue, to be resumed from its trajectory. Celery tells only the main
+# process (`worker_shutting_down`); a multiprocessing Event, made before the prefork children are
+# forked, is shared with them, so the job running in a child hands itself back too.
+SHUTDOWN_REQUESTED = multiprocessing.get_context("fork").Event()
