@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from celery import Celery
@@ -33,12 +34,19 @@ bearer = HTTPBearer(
 )
 
 
+KEY_CACHE_SECONDS = 10.0  # how long a valid key's tenant is remembered (a revoked key works that much longer)
+KEY_CACHE_SIZE = 10_000
+
+
 @dataclass
 class ServiceContext:
     """What a request handler reaches: the app's runtime (database, store, Celery app)."""
 
     rt: Runtime
     default_tenant_id: str | None = None  # GISP_AUTH=off: tenant 'default', looked up once
+    # sha256 of a valid key -> (tenant id, monotonic expiry): a poll that comes every second does
+    # not look its key up every second
+    known_keys: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def celery(self) -> Celery:
@@ -66,9 +74,10 @@ get_session = get_read_session  # the name the routers use until they move to `R
 async def current_tenant(
     ctx: AppContext, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
-    """The tenant id of the request's API key; 401 otherwise. The lookup is its own short read
-    session (one connection per request at a time, which is what the pool is sized for); the id
-    is bound to the request's log lines."""
+    """The tenant id of the request's API key; 401 otherwise. A key seen valid in the last
+    KEY_CACHE_SECONDS is not looked up again; a lookup is its own short read session (one
+    connection per request at a time, which is what the pool is sized for). The id is bound to
+    the request's log lines."""
     if ctx.rt.settings.auth == "off":
         tenant_id = await run_in_threadpool(_default_tenant, ctx)
     else:
@@ -77,7 +86,7 @@ async def current_tenant(
             raise ApiProblem(
                 401, "missing API key: send Authorization: Bearer <key>", "Authorization", headers=CHALLENGE
             )
-        tenant_id = await run_in_threadpool(_tenant_for_key, ctx, key)
+        tenant_id = _remembered(ctx, key) or await run_in_threadpool(_tenant_for_key, ctx, key)
         if tenant_id is None:
             raise ApiProblem(401, "invalid API key", "Authorization", headers=CHALLENGE)
     bind_log_context(tenant_id=tenant_id)
@@ -87,10 +96,20 @@ async def current_tenant(
 TenantId = Annotated[str, Depends(current_tenant)]
 
 
+def _remembered(ctx: ServiceContext, key: str) -> str | None:
+    known = ctx.known_keys.get(tenant_repo.hash_key(key))
+    return known[0] if known is not None and known[1] > time.monotonic() else None
+
+
 def _tenant_for_key(ctx: ServiceContext, key: str) -> str | None:
     with read_session(ctx.rt.read_sessions) as session:
         tenant = tenant_repo.tenant_for_key(session, key)
-        return tenant.id if tenant is not None else None
+        tenant_id = tenant.id if tenant is not None else None
+    if tenant_id is not None:
+        if len(ctx.known_keys) >= KEY_CACHE_SIZE:
+            ctx.known_keys.clear()
+        ctx.known_keys[tenant_repo.hash_key(key)] = (tenant_id, time.monotonic() + KEY_CACHE_SECONDS)
+    return tenant_id
 
 
 def _default_tenant(ctx: ServiceContext) -> str:

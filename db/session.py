@@ -37,12 +37,11 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection) -> None:
-            if connection.get_execution_options().get(READ_ONLY):
-                connection.exec_driver_sql("PRAGMA query_only=ON")
-                connection.exec_driver_sql("BEGIN")
-            else:
-                connection.exec_driver_sql("PRAGMA query_only=OFF")
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = bool(connection.get_execution_options().get(READ_ONLY))
+            if connection.info.get("query_only") is not read_only:  # a pooled connection remembers
+                connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                connection.info["query_only"] = read_only
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **pool)
