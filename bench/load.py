@@ -340,7 +340,11 @@ async def time_to_answer(base_url: str, path: str, headers: dict, limit: float) 
 
 async def measure(svc: Service, args: argparse.Namespace) -> dict:
     headers = {"Authorization": f"Bearer {svc.key}"}
-    limits = httpx.Limits(max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10)
+    # keep-alive shorter than uvicorn's 5 s, so the client never reuses a connection the server is
+    # closing at that moment (that race reads as a ReadError on the client, whatever the server does)
+    limits = httpx.Limits(
+        max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10, keepalive_expiry=3.0
+    )
     async with (
         httpx.AsyncClient(base_url=svc.base_url, timeout=args.timeout, limits=limits) as client,
         httpx.AsyncClient(base_url=svc.base_url, timeout=args.timeout) as health_client,
@@ -410,7 +414,10 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
             )
     lines.append("")
     for mode, r in results.items():
-        after = ", ".join(f"{path} {seconds:.2f} s" for path, seconds in r["after_ceiling_s"].items())
+        after = ", ".join(
+            f"{path} {seconds:.2f} s" if seconds != float("inf") else f"{path} none within {args.recovery_limit:.0f} s"
+            for path, seconds in r["after_ceiling_s"].items()
+        )
         log = ", ".join(f"{k!r} ×{v}" for k, v in r["log"].items())
         lines.append(f"- {mode}: after the ceiling phase, first answer of {after}; server logs: {log}")
     return "\n".join(lines)
