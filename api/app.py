@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from gisp_service.api import errors
+from gisp_service.api import errors, openapi
 from gisp_service.api.admission import AdmissionLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Instrumentator(registry=app.state.http_metrics, excluded_handlers=["^/metrics$"]).instrument(app)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
+    openapi.install(app)
     return app
 
 

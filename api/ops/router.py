@@ -5,20 +5,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gisp_service.api.deps import ServiceContext, get_ctx
-from gisp_service.api.errors import problem_response
+from gisp_service.api.errors import problem_response, problems
+from gisp_service.api.openapi import operation_id
 from gisp_service.core.queue import queue_depth
 from gisp_service.db.session import read_session
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)
 
 
-@router.get("/healthz")
+@router.get("/healthz", name="healthz")
 async def healthz() -> dict[str, str]:
     """Liveness: answered on the event loop, never waiting for a thread or the database (/readyz does)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", name="readyz", responses=problems(503))
 def readyz(ctx: ServiceContext = Depends(get_ctx)):
     problems = []
     try:
@@ -35,7 +36,12 @@ def readyz(ctx: ServiceContext = Depends(get_ctx)):
     return {"status": "ready", "database": "ok", "broker": "ok"}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
 def metrics(request: Request) -> Response:
     """The service's collector (jobs, step durations, queue depth; from the database and broker,
     right for every process) and this API process's HTTP request metrics."""
