@@ -67,6 +67,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-# what `uvicorn gisp_service.api.app:app` runs, in each of its processes
-configure_logging(get_settings().log_level, get_settings().log_format)
-app = create_app()
+_served: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`app`, what `uvicorn gisp_service.api.app:app` serves, made (with the process's logging set
+    up) when first asked for, in each uvicorn process; importing this module for `create_app`
+    (tests, scripts) builds nothing and leaves logging alone."""
+    global _served
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _served is None:
+        configure_logging(get_settings().log_level, get_settings().log_format)
+        _served = create_app()
+    return _served

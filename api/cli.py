@@ -109,8 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
 
+    os.environ["GISP_LOG_LEVEL"] = args.log_level.upper()  # the app, made when uvicorn asks for it, reads it
     settings = get_settings()
-    configure_logging(args.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)  # before the app starts: the app itself never migrates
     # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM into an
