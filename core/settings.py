@@ -29,7 +29,11 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite:///<data_dir>/gisp.db
     broker_url: str = ""  # default: sqla+sqlite:///<data_dir>/broker.db
     model_roots: str = Field(default_factory=_default_model_roots)
+    # an upload (streamed to disk in 1 MiB chunks, never held in memory) is refused past this size
     max_upload_bytes: int = 512 * 1024 * 1024
+    # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
+    dataset_mirrors: str = ""
+    hub_max_rows: int = 100_000
     auth: Literal["on", "off"] = "on"
     eager_materialize: bool = False
     heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
@@ -57,8 +61,15 @@ class Settings(BaseSettings):
 
     @property
     def model_root_paths(self) -> list[Path]:
-        parts = self.model_roots.replace(",", ":").split(":")
-        return [Path(p).expanduser() for p in parts if p.strip()]
+        return _paths(self.model_roots)
+
+    @property
+    def dataset_mirror_paths(self) -> list[Path]:
+        return _paths(self.dataset_mirrors)
+
+
+def _paths(value: str) -> list[Path]:
+    return [Path(p).expanduser() for p in value.replace(",", ":").split(":") if p.strip()]
 
 
 @lru_cache

@@ -69,11 +69,15 @@ class Dataset(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(300))
-    format: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))  # of the upload as sent: txt, jsonl, csv, parquet, zip...
     kind: Mapped[str] = mapped_column(String(16))
     records: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the upload as sent, kept in the store
+    # the engine-readable file jobs read (txt or canonical jsonl); the upload itself when it is one
+    canonical_sha256: Mapped[str] = mapped_column(String(64))
+    canonical_format: Mapped[str] = mapped_column(String(16))
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the column mapping given at upload
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)  # soft delete: jobs keep their reference
 
@@ -88,7 +92,9 @@ class Job(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     model: Mapped[str] = mapped_column(String(300))
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
+    # instead of an upload: {"hub", "config", "split", "rows", "columns", "revision"}, streamed by the worker
+    hub_dataset: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     # the engine's PruneSettings.to_dict() (without the worker's device), built once at submit time
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -39,7 +39,9 @@ def submit_job(
 ):
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with transaction(ctx.rt.sessions) as session:
-        job, created = service.create(session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths)
+        job, created = service.create(
+            session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
+        )
         result = service.out(session, job)
     if created:
         try:  # after the commit: a worker must find the row. A failed send is re-sent by the reconciler.
