@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
     reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
     queue: str = "prune"
+    events_heartbeat: float = 15.0  # seconds between keep-alive comments on a job's event stream
+    events_poll_interval: float = 0.5  # seconds between an event stream's looks at the database
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
     torch_threads: int = 0  # CPU threads for torch in the worker; 0 keeps torch's default
 
