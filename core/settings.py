@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
     reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
     queue: str = "prune"
+    # webhooks: deliveries go to their own queue (a worker with a threads pool sends them); the
+    # worker refuses loopback, link-local and private addresses unless allow_private (tests, closed networks)
+    webhook_queue: str = "webhooks"
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = Field(8, ge=1, le=50)  # per delivery (and per redelivery)
+    webhook_retry_base: float = Field(5.0, gt=0)  # seconds before the first retry, doubling each time
+    webhook_timeout: float = Field(10.0, gt=0)  # seconds an attempt waits for the receiver's answer
     events_heartbeat: float = 15.0  # seconds between keep-alive comments on a job's event stream
     events_poll_interval: float = 0.5  # seconds between an event stream's looks at the database
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)

@@ -16,6 +16,7 @@ from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
 from gisp_service.api.checkpoints.materialize import materialize_checkpoint
 from gisp_service.api.datasets.sources import job_data_paths
+from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import utcnow
@@ -146,6 +147,8 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
                     "finished" if outcome == "succeeded" else "cancelled",
                     {"seconds": seconds, "checkpoint_count": count},
                 )
+        if done:
+            webhook_events.job_finished(session, rt.settings, job_id)
     log.info("job %s %s in %.2fs", job_id, outcome, seconds)
     if outcome == "succeeded" and rt.settings.eager_materialize:
         materialize_all(rt, job_id)

@@ -74,7 +74,7 @@ def get_job(job_id: str, session: Session = Depends(get_session), tenant: str = 
 def cancel_job(job_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
     """A queued job is cancelled at once; a running one stops before its next step."""
     with transaction(ctx.rt.sessions) as session:
-        return service.out(session, service.cancel(session, tenant, job_id))
+        return service.out(session, service.cancel(session, tenant, job_id, ctx.rt.settings))
 
 
 EVENTS_RESPONSES = {

@@ -17,7 +17,9 @@ from gisp.errors import ConfigError, DataFormatError
 from gisp.objectives import get_objective
 from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
+from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
+from gisp_service.core.settings import Settings
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Job
 from gisp_service.db.repos import checkpoints as checkpoint_repo
@@ -151,13 +153,15 @@ def events(session: Session, tenant_id: str, job_id: str, after: int, limit: int
     return {"data": rows, "has_more": more}
 
 
-def cancel(session: Session, tenant_id: str, job_id: str) -> Job:
+def cancel(session: Session, tenant_id: str, job_id: str, settings: Settings | None = None) -> Job:
     job = get(session, tenant_id, job_id)
     if job.status in job_repo.FINISHED:
         raise ApiProblem(409, f"job {job_id!r} already finished ({job.status})", "job_id")
     job_repo.request_cancel(session, job)
     if job.status == "cancelled":  # it was queued; a running job stops (and logs it) at its next step
         event_repo.append(session, job.id, "cancelled", {"while": "queued"})
+        if settings is not None:
+            webhook_events.job_finished(session, settings, job.id)
     return job
 
 
