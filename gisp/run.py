@@ -76,7 +76,8 @@ def run(
 ) -> tuple[Trajectory, PreparedRun]:
     """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
     checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
-    when one is given (benchmarks measuring several texts)."""
+    when one is given (benchmarks measuring several texts); the dense model is measured the same way
+    once, before the first step (`trajectory.dense_metrics`)."""
     revision = resume.base_revision if resume else None
     prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data, columns=columns)
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
@@ -86,5 +87,7 @@ def run(
         def measure(model: nn.Module) -> dict[str, float]:
             return heldout_metrics(model, heldout, pad_id)
 
+    if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
+        trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
     prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
     return trajectory, prepared

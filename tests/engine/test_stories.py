@@ -41,6 +41,9 @@ def test_prune_to_20_and_40_percent(stories_model: Path, stories_text: Path, tmp
     assert all(p == p and p < 1e4 for p in ppl)  # finite
     assert dense < ppl[0] < ppl[1]
     assert all("perplexity" in r.metrics for r in trajectory.checkpoints)
+    # the dense model is measured like the checkpoints, before the first step, and kept when saved
+    assert trajectory.dense_metrics["perplexity"] < trajectory.checkpoints[0].metrics["perplexity"]
+    assert type(trajectory).from_dict(trajectory.to_dict()).dense_metrics == trajectory.dense_metrics
 
     # the exported folder loads where `gisp` cannot be imported
     result = subprocess.run(
