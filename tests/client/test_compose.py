@@ -50,10 +50,11 @@ def as_text(value: object) -> str:
 
 
 def test_services_and_builds_exist(compose):
-    assert {"redis", "postgres", "migrate", "api", "worker"} <= set(compose["services"])
+    assert {"redis", "postgres", "migrate", "api", "worker", "webhooks"} <= set(compose["services"])
     builds = built_services(compose)
-    assert set(builds) == {"migrate", "api", "worker"}
+    assert set(builds) == {"migrate", "api", "worker", "webhooks"}
     assert builds["migrate"] == builds["api"]  # the one-shot runs the API image
+    assert builds["webhooks"] == builds["worker"]  # and the webhook sender the worker image
     for name, dockerfile in builds.items():
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
         assert (REPO / compose["services"][name]["build"]["context"]).is_dir()
@@ -90,6 +91,16 @@ def test_worker_image_is_cuda_and_keeps_its_torch(compose):
         assert " -c " in command or "--constraint" in command or "--no-deps" in command, command
 
 
+def test_webhook_deliveries_have_a_consumer(compose):
+    """Deliveries go to their own queue: some service must consume it, or they stay pending."""
+    from gisp_service.core.settings import Settings
+
+    sender = compose["services"]["webhooks"]
+    queue = sender["environment"].get("GISP_WEBHOOK_QUEUE", Settings.model_fields["webhook_queue"].default)
+    command = as_text(sender["entrypoint"])
+    assert f"--queues {queue}" in command and "--pool threads" in command and "celery@%h" in command
+
+
 def test_worker_reserves_an_nvidia_gpu(compose):
     devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
@@ -100,7 +111,7 @@ def test_migrations_run_once_before_api_and_worker(compose):
     migrate = services["migrate"]
     assert as_text(migrate.get("entrypoint")) + " " + as_text(migrate.get("command")) == "gisp db upgrade "
     assert migrate["restart"] == "no"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "webhooks"):
         rules = {dep: rule["condition"] for dep, rule in services[name]["depends_on"].items()}
         assert rules.pop("migrate") == "service_completed_successfully", name
         for dep, condition in rules.items():
