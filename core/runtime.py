@@ -21,8 +21,9 @@ from gisp_service.db.session import make_engine, make_sessionmaker, read_engine
 class Runtime:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]  # for write transactions (`db.session.write_transaction`)
-    read_sessions: sessionmaker[Session]  # for reads (`db.session.read_session`), same pool
+    # write transactions (`db.session.write_transaction`); used without begin(), a read
+    sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # only reads (`db.session.read_session`); the same pool
     store: ArtifactStore
     celery: Celery
 
@@ -35,7 +36,7 @@ class Runtime:
             settings,
             engine,
             make_sessionmaker(engine),
-            make_sessionmaker(read_engine(engine)),
+            make_sessionmaker(read_engine(engine), read_unless_begun=False),
             ArtifactStore(settings.artifacts_dir),
             celery if celery is not None else make_celery(settings),
         )

@@ -5,6 +5,7 @@ IMMEDIATE, so concurrent writers queue on the busy timeout instead of failing ha
 session starts a deferred transaction (plain BEGIN) with `query_only` on, which takes no write
 lock: WAL lets it read a consistent snapshot beside the worker's writes. On PostgreSQL a read
 session is a READ ONLY transaction. Either way a read session that tries to write fails loudly.
+Any session used without an explicit `begin()` is a read session (`ReadUnlessBegun`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransactionOrigin, sessionmaker
 
 READ_ONLY = "gisp_read_only"  # execution option of the read engine; the SQLite begin hook reads it
 
@@ -54,8 +55,31 @@ def read_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+class ReadUnlessBegun(Session):
+    """A session that reads unless its transaction was begun with `session.begin()`.
+
+    The service writes only in `write_transaction` (an explicit begin, committed at the end); a
+    session used without one autobegins and is closed without a commit, so whatever it does is a
+    read. Such a transaction goes to the read engine (deferred, read-only), and so no plain
+    `with rt.sessions() as session:` read takes SQLite's write lock, wherever it is written."""
+
+    def __init__(self, *args, read_bind: Engine | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_bind = read_bind
+
+    def get_bind(self, *args, **kwargs):
+        transaction = self.get_transaction()  # None: this call is about to autobegin one
+        autobegun = transaction is None or transaction.origin is SessionTransactionOrigin.AUTOBEGIN
+        if self.read_bind is not None and autobegun:
+            return self.read_bind
+        return super().get_bind(*args, **kwargs)
+
+
+def make_sessionmaker(engine: Engine, *, read_unless_begun: bool = True) -> sessionmaker[Session]:
+    """Sessions on `engine`; by default an autobegun transaction reads (see `ReadUnlessBegun`)."""
+    if not read_unless_begun:
+        return sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(engine, class_=ReadUnlessBegun, read_bind=read_engine(engine), expire_on_commit=False)
 
 
 @contextmanager
@@ -71,7 +95,8 @@ transaction = write_transaction
 
 @contextmanager
 def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session for reads, from a sessionmaker bound to `read_engine` (`Runtime.reads`). It takes
-    a connection at its first query, not before, and ends by rolling back."""
+    """A session for reads (`Runtime.read_sessions`, or any of `make_sessionmaker`'s: used without
+    `begin()`, they read). It takes a connection at its first query, not before, and ends by
+    rolling back."""
     with factory() as session:
         yield session

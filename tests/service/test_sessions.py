@@ -42,15 +42,46 @@ def test_api_reads_answer_while_a_writer_holds_the_lock(service, finished_job):
     assert elapsed < 5, f"the reads waited {elapsed:.1f}s for the writer"
 
 
-def test_a_read_session_refuses_to_write(service):
+@pytest.mark.parametrize("factory", ["read_sessions", "sessions"])
+def test_a_read_session_refuses_to_write(service, factory):
+    """`read_sessions`, and any session used without begin() (it would never commit): a write
+    there fails instead of being dropped at the rollback."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
     from gisp_service.db.session import read_session
 
     with pytest.raises(DBAPIError, match="(?i)read.?only"):
-        with read_session(service.rt.read_sessions) as session:
+        with read_session(getattr(service.rt, factory)) as session:
             session.execute(text("UPDATE tenants SET name = name"))
+
+
+def test_a_plain_session_reads_beside_a_writer(service, finished_job):
+    """`with rt.sessions() as session:` (no begin) is a read: it does not queue behind a writer."""
+    from gisp_service.db.models import Job
+    from gisp_service.db.session import write_transaction
+
+    locked, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with write_transaction(service.rt.sessions) as session:
+            session.get(Job, finished_job["id"]).eta_seconds = 2.0
+            session.flush()
+            locked.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        with service.rt.sessions() as session:
+            status = session.get(Job, finished_job["id"]).status
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join()
+    assert status == "succeeded" and elapsed < 5, elapsed
 
 
 def test_a_write_after_a_read_on_the_same_connection_still_writes(service):
