@@ -23,8 +23,8 @@ class AdmissionLimit:
         self._loop: object = None
 
     def _current_semaphore(self) -> anyio.Semaphore:
-        loop = anyio.lowlevel.current_token()  # one per event loop (tests run several)
-        if self._semaphore is None or self._loop is not loop:
+        loop = anyio.lowlevel.current_token()  # one per event loop (tests run several); a new token
+        if self._semaphore is None or self._loop != loop:  # object each call, equal for one loop
             self._semaphore, self._loop = anyio.Semaphore(self.limit), loop
         return self._semaphore
 
