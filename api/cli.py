@@ -63,13 +63,13 @@ def _create_key(args: argparse.Namespace) -> int:
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
     from gisp_service.db.repos import tenants
-    from gisp_service.db.session import transaction
+    from gisp_service.db.session import write_transaction
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
     rt = Runtime.build(settings)
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         key = tenants.create_key(session, args.tenant)
     print(f"created an API key for tenant {args.tenant!r}; it is shown once:", file=sys.stderr)
     print(key)

@@ -68,7 +68,6 @@ def get_read_session(ctx: AppContext) -> Iterator[Session]:
 # closed when the handler returns (scope "function"), not after the response is sent: a slow
 # client never holds a database connection
 ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
-get_session = get_read_session  # the name the routers use until they move to `ReadSession`
 
 
 async def current_tenant(

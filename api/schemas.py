@@ -1,9 +1,10 @@
-"""Schemas every domain shares: the page of a cursor-paged list."""
+"""Schemas every domain shares: the page of a cursor-paged list and its query parameters."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 Item = TypeVar("Item")
@@ -14,3 +15,7 @@ class Page(BaseModel, Generic[Item]):
 
     data: list[Item]
     has_more: bool = Field(description="whether a next page exists")
+
+
+PageLimit = Annotated[int, Query(ge=1, le=100, description="items per page")]
+PageAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]

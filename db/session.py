@@ -89,10 +89,6 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-# the name the routers and services use until they move to `write_transaction`
-transaction = write_transaction
-
-
 @contextmanager
 def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for reads (`Runtime.read_sessions`, or any of `make_sessionmaker`'s: used without

@@ -18,7 +18,7 @@ from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
 log = logging.getLogger("gisp.worker")
@@ -62,7 +62,7 @@ class JobObserver(PruneObserver):
         if self.stop_reason is None and SHUTDOWN_REQUESTED.is_set():
             self.stop_reason = "interrupted"
         if self.stop_reason is None:
-            with transaction(self.rt.sessions) as session:
+            with write_transaction(self.rt.sessions) as session:
                 job = job_repo.get_any(session, self.job_id)
                 if job is None or job.lease != self.lease or job.status != "running":
                     self.stop_reason = "lost"
@@ -72,7 +72,7 @@ class JobObserver(PruneObserver):
 
     def on_checkpoint(self, record: CheckpointRecord) -> None:
         """Register the checkpoint (the engine has measured it already)."""
-        with transaction(self.rt.sessions) as session:
+        with write_transaction(self.rt.sessions) as session:
             row, created = checkpoint_repo.upsert(
                 session, checkpoint_row(self.job_id, self.tenant_id, record, self.dtype)
             )
@@ -91,7 +91,7 @@ class JobObserver(PruneObserver):
         done = trajectory.completed_steps
         eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
         loss = report.loss if report.loss is not None and report.loss == report.loss else None
-        with transaction(self.rt.sessions) as session:
+        with write_transaction(self.rt.sessions) as session:
             owned = job_repo.heartbeat(
                 session,
                 self.job_id,

@@ -19,7 +19,7 @@ from gisp_service.core.settings import Settings
 from gisp_service.db.models import utcnow
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 from gisp_service.worker.process import worker_id
 
 log = logging.getLogger("gisp.worker")
@@ -33,7 +33,7 @@ def reconcile(rt: Runtime) -> list[str]:
     now = utcnow()
     stale_before = now - timedelta(seconds=rt.settings.heartbeat_timeout)
     lost_before = now - timedelta(seconds=rt.settings.heartbeat_timeout * QUEUED_GRACE)
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         candidates = [
             (j.id, j.status, j.cancel_requested)
             for j in job_repo.stale(session, stale_before)
@@ -52,7 +52,7 @@ def reconcile(rt: Runtime) -> list[str]:
             continue  # its message is most likely still waiting behind others
         # (a message a worker has taken but not yet claimed is not in the queue either: hence the
         # long grace for queued jobs; a duplicate would be harmless, the claim decides)
-        with transaction(rt.sessions) as session:
+        with write_transaction(rt.sessions) as session:
             if cancel_requested:
                 if job_repo.finish(session, job_id, None, "cancelled"):
                     event_repo.append(session, job_id, "cancelled", {"reason": "cancelled while its worker was gone"})

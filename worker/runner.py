@@ -25,7 +25,7 @@ from gisp_service.db.models import utcnow
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 from gisp_service.worker.observer import JobObserver
 from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
@@ -45,7 +45,7 @@ class Heartbeat(threading.Thread):
         bind_log_context(job_id=self.job_id)  # a thread starts with an empty context
         while not self.stopped.wait(self.interval):
             try:
-                with transaction(self.rt.sessions) as session:
+                with write_transaction(self.rt.sessions) as session:
                     if not job_repo.heartbeat(session, self.job_id, self.lease):
                         return
             except Exception:  # a transient database error must not kill the job
@@ -77,7 +77,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     lease = uuid.uuid4().hex
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
     trajectory_file = rt.store.trajectory_path(job_id)
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
             job = job_repo.get_any(session, job_id)
             log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
@@ -123,7 +123,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
         log.warning("job %s was taken over by another worker; stopping here", job_id)
         return outcome
     if outcome == "interrupted":
-        with transaction(rt.sessions) as session:
+        with write_transaction(rt.sessions) as session:
             requeued = job_repo.release(session, job_id, lease)
             if requeued:
                 event_repo.append(session, job_id, "queued", {"requeued": True, "reason": "worker shutdown"})
@@ -131,7 +131,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             enqueue(rt.celery, rt.settings, job_id)
         log.warning("job %s interrupted by shutdown after %.2fs; re-queued to resume", job_id, seconds)
         return outcome
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         count = checkpoint_repo.count_for_job(session, job_id)
         if outcome == "failed":
             done = job_repo.finish(session, job_id, lease, "failed", code, message)
@@ -155,7 +155,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
 
 
 def materialize_all(rt: Runtime, job_id: str) -> None:
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         ids = [c.id for c in checkpoint_repo.for_job(session, job_id)]
     for checkpoint_id in ids:
         try:

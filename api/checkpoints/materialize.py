@@ -20,7 +20,7 @@ from gisp_service.core.artifacts import ArtifactStore, atomic_writer
 from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 
 class NotMaterializable(Exception):
@@ -91,7 +91,7 @@ def materialize_checkpoint(
 
     tar_path = store.checkpoint_tar(checkpoint_id)
     with _file_lock(tar_path.with_suffix(".lock")):
-        with transaction(factory) as session:
+        with write_transaction(factory) as session:
             checkpoint = checkpoint_repo.get_any(session, checkpoint_id)
             if checkpoint is None:
                 raise NotMaterializable(f"checkpoint {checkpoint_id} does not exist")
@@ -112,6 +112,6 @@ def materialize_checkpoint(
         export_checkpoint(trajectory, target, folder)
         sha256 = write_deterministic_tar(folder, tar_path)
         shutil.rmtree(folder, ignore_errors=True)  # the tar is the artifact; no second copy
-        with transaction(factory) as session:
+        with write_transaction(factory) as session:
             checkpoint_repo.set_artifact(session, checkpoint_id, sha256, str(tar_path.relative_to(store.root)))
         return tar_path, sha256

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy.orm import Session
 
 from gisp_service.api.checkpoints import service
 from gisp_service.api.checkpoints.schemas import CheckpointOut
-from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
+from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page
@@ -18,7 +19,7 @@ TAR = "application/x-tar"
 
 
 @router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404))
-def list_checkpoints(job_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
+def list_checkpoints(job_id: str, session: ReadSession, tenant: TenantId):
     """The job's registered checkpoints, by target sparsity."""
     return service.for_job(session, tenant, job_id)
 
@@ -31,11 +32,11 @@ def list_checkpoints(job_id: str, session: Session = Depends(get_session), tenan
 )
 def select_checkpoint(
     job_id: str,
-    max_params: int | None = Query(None, ge=0),
-    max_bytes: int | None = Query(None, ge=0),
-    max_flops_per_token: int | None = Query(None, ge=0),
-    session: Session = Depends(get_session),
-    tenant: str = Depends(current_tenant),
+    session: ReadSession,
+    tenant: TenantId,
+    max_params: Annotated[int | None, Query(ge=0)] = None,
+    max_bytes: Annotated[int | None, Query(ge=0)] = None,
+    max_flops_per_token: Annotated[int | None, Query(ge=0)] = None,
 ):
     """The least-pruned checkpoint within every given bound (at least one); 404 naming the
     smallest when none fits."""
@@ -43,7 +44,7 @@ def select_checkpoint(
 
 
 @router.get("/v1/checkpoints/{checkpoint_id}", name="get", response_model=CheckpointOut, responses=problems(404))
-def get_checkpoint(checkpoint_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
+def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: TenantId):
     return service.get(session, tenant, checkpoint_id)
 
 
@@ -61,8 +62,8 @@ def get_checkpoint(checkpoint_id: str, session: Session = Depends(get_session), 
 def download_checkpoint(
     checkpoint_id: str,
     request: Request,
-    ctx: ServiceContext = Depends(get_ctx),
-    tenant: str = Depends(current_tenant),
+    ctx: AppContext,
+    tenant: TenantId,
 ):
     """The checkpoint's Hugging Face folder as a tar (files at the archive root), built on first
     request and cached. `ETag` is the tar's sha256; Range requests get 206; If-None-Match, 304."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from gisp_service.core import model_refs
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.db.session import read_session
 
 
 @dataclass(frozen=True)
@@ -75,16 +74,10 @@ def select(
     )
 
 
-@contextmanager
-def read_session(rt: Runtime) -> Iterator[Session]:
-    with rt.sessions() as session:
-        yield session
-
-
 def download(rt: Runtime, tenant_id: str, checkpoint_id: str) -> Download:
     """The checkpoint's tar, materialized first if needed (outside any request session: it can take
     a while, and the materializer keeps its own short transactions)."""
-    with read_session(rt) as session:
+    with read_session(rt.read_sessions) as session:
         checkpoint = get(session, tenant_id, checkpoint_id)
         job_id, target = checkpoint.job_id, checkpoint.target_sparsity
     path, sha256 = artifact(rt, checkpoint_id)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Header, Query, Request, Response
 
-from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
+from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.jobs import service, stream
 from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
 from gisp_service.api.jobs.stream import EVENT_STREAM
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page
+from gisp_service.api.schemas import Page, PageAfter, PageLimit
 from gisp_service.core.queue import enqueue
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problems(401), generate_unique_id_function=operation_id)
 log = logging.getLogger("gisp.api")
@@ -32,14 +32,15 @@ log = logging.getLogger("gisp.api")
 def submit_job(
     body: JobCreate,
     response: Response,
-    idempotency_key: str | None = Header(
-        None, alias="Idempotency-Key", max_length=200, description="the same key and body return the same job"
-    ),
-    ctx: ServiceContext = Depends(get_ctx),
-    tenant: str = Depends(current_tenant),
+    ctx: AppContext,
+    tenant: TenantId,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", max_length=200, description="the same key and body return the same job"),
+    ] = None,
 ):
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         job, created = service.create(
             session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
         )
@@ -56,24 +57,24 @@ def submit_job(
 
 @router.get("", name="list", response_model=Page[JobOut], responses=problems(422))
 def list_jobs(
-    status: JobStatus | None = Query(None),
-    limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="cursor: the last id of the previous page"),
-    session: Session = Depends(get_session),
-    tenant: str = Depends(current_tenant),
+    session: ReadSession,
+    tenant: TenantId,
+    status: Annotated[JobStatus | None, Query()] = None,
+    limit: PageLimit = 20,
+    after: PageAfter = None,
 ):
     return service.page(session, tenant, status, limit, after)
 
 
 @router.get("/{job_id}", name="get", response_model=JobOut, responses=problems(404))
-def get_job(job_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
+def get_job(job_id: str, session: ReadSession, tenant: TenantId):
     return service.out(session, service.get(session, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel", name="cancel", response_model=JobOut, responses=problems(404, 409))
-def cancel_job(job_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+def cancel_job(job_id: str, ctx: AppContext, tenant: TenantId):
     """A queued job is cancelled at once; a running one stops before its next step."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         return service.out(session, service.cancel(session, tenant, job_id, ctx.rt.settings))
 
 
@@ -99,13 +100,16 @@ EVENTS_RESPONSES = {
 def job_events(
     request: Request,
     job_id: str,
-    after: int = Query(0, ge=0, description="return events with seq greater than this"),
-    limit: int = Query(100, ge=1, le=1000, description="page size (JSON only)"),
-    last_event_id: str | None = Header(
-        None, alias="Last-Event-ID", max_length=20, description="resume a stream after this seq (sent by EventSource)"
-    ),
-    ctx: ServiceContext = Depends(get_ctx),
-    tenant: str = Depends(current_tenant),
+    ctx: AppContext,
+    tenant: TenantId,
+    after: Annotated[int, Query(ge=0, description="return events with seq greater than this")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 100,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID", max_length=20, description="resume a stream after this seq (EventSource sends it)"
+        ),
+    ] = None,
 ):
     """The job's log, oldest first; `seq` is 1, 2, 3… per job. Ask for `text/event-stream` to
     follow it live (Server-Sent Events, resumable with Last-Event-ID)."""

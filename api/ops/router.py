@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from gisp_service.api.deps import ServiceContext, get_ctx
+from gisp_service.api.deps import AppContext
 from gisp_service.api.errors import problem_response, problems
 from gisp_service.api.openapi import operation_id
 from gisp_service.core.queue import queue_depth
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", name="readyz", responses=problems(503))
-def readyz(ctx: ServiceContext = Depends(get_ctx)):
+def readyz(ctx: AppContext):
     problems = []
     try:
         with read_session(ctx.rt.read_sessions) as session:

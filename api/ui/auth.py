@@ -12,7 +12,7 @@ from fastapi import HTTPException, Request
 
 from gisp_service.api.deps import ServiceContext
 from gisp_service.db.repos import tenants as tenant_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 COOKIE = "gisp_ui_key"
 PATH = "/ui"
@@ -32,7 +32,7 @@ def csrf_token(key: str) -> str:
 
 def tenant_of(ctx: ServiceContext, key: str | None) -> tuple[str, str] | None:
     """(tenant id, tenant name) for a key, or None."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         if ctx.rt.settings.auth == "off":
             tenant = tenant_repo.get_or_create(session, tenant_repo.DEFAULT_TENANT)
             return tenant.id, tenant.name

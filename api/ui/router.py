@@ -24,7 +24,7 @@ from gisp_service.api.ui import auth, views
 from gisp_service.api.ui.auth import UiSession, ui_session
 from gisp_service.core.queue import enqueue
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -115,7 +115,7 @@ def upload(
     error, status = None, 201
     try:
         dataset_service.check_declared_size(request.headers.get("content-length"), ctx.rt.settings.max_upload_bytes)
-        with transaction(ctx.rt.sessions) as db:
+        with write_transaction(ctx.rt.sessions) as db:
             dataset_service.upload(
                 db,
                 ctx.rt.store,
@@ -139,7 +139,7 @@ def delete_dataset(
     session.check_csrf(csrf)
     error = None
     try:
-        with transaction(ctx.rt.sessions) as db:
+        with write_transaction(ctx.rt.sessions) as db:
             dataset_service.delete(db, session.tenant_id, dataset_id)
     except ApiProblem as exc:
         error = problem_text(exc)
@@ -177,7 +177,7 @@ async def submit(request: Request, session: Signed, ctx: Ctx) -> Response:
         fields["targets"] = [t for t in fields["targets"].replace(" ", "").split(",") if t]  # type: ignore[assignment]
     try:
         body = JobCreate.model_validate(fields)
-        with transaction(ctx.rt.sessions) as db:
+        with write_transaction(ctx.rt.sessions) as db:
             job, _ = job_service.create(
                 db, session.tenant_id, body, None, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
             )
@@ -239,7 +239,7 @@ def job_events(
 def cancel(job_id: str, session: Signed, ctx: Ctx, csrf: Annotated[str, Form()] = "") -> Response:
     session.check_csrf(csrf)
     try:
-        with transaction(ctx.rt.sessions) as db:
+        with write_transaction(ctx.rt.sessions) as db:
             job_service.cancel(db, session.tenant_id, job_id, ctx.rt.settings)
     except ApiProblem as exc:
         if exc.status != 409:  # already finished: show the page as it is

@@ -21,7 +21,7 @@ from gisp_service.api.webhooks.events import TASK_NAME
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import get_settings
 from gisp_service.db.repos import webhooks as webhook_repo
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 log = logging.getLogger("gisp.webhooks")
 USER_AGENT = "gisp-service-webhooks/1"
@@ -48,7 +48,7 @@ def deliver_once(rt: Runtime, delivery_id: str) -> float | None:
     import json
 
     settings = rt.settings
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         delivery = webhook_repo.delivery_any(session, delivery_id)
         if delivery is None or delivery.status in ("succeeded", "failed"):
             return None
@@ -75,7 +75,7 @@ def deliver_once(rt: Runtime, delivery_id: str) -> float | None:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
     latency = time.perf_counter() - started
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         delivery = webhook_repo.delivery_any(session, delivery_id, lock=True)
         assert delivery is not None
         attempt = delivery.attempts + 1

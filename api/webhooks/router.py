@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Response
 
-from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx
+from gisp_service.api.deps import AppContext, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page
+from gisp_service.api.schemas import Page, PageAfter, PageLimit
 from gisp_service.api.webhooks import service
 from gisp_service.api.webhooks.schemas import DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
-from gisp_service.db.session import transaction
+from gisp_service.db.session import write_transaction
 
 router = APIRouter(
     prefix="/v1/webhooks", tags=["webhooks"], responses=problems(401), generate_unique_id_function=operation_id
@@ -18,36 +18,36 @@ router = APIRouter(
 
 
 @router.post("", name="create", status_code=201, response_model=WebhookCreated, responses=problems(422))
-def create_webhook(body: WebhookCreate, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+def create_webhook(body: WebhookCreate, ctx: AppContext, tenant: TenantId):
     """Register an endpoint for events. The answer holds its signing `secret`, shown only here.
     Deliveries are signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`,
     `webhook-signature`) and retried with exponential backoff. Loopback, link-local and private
     addresses are refused unless the operator set GISP_WEBHOOK_ALLOW_PRIVATE=1."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         return service.create(session, ctx.rt.settings, tenant, body)
 
 
 @router.get("", name="list", response_model=Page[WebhookOut], responses=problems(422))
 def list_webhooks(
-    limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="cursor: the last id of the previous page"),
-    ctx: ServiceContext = Depends(get_ctx),
-    tenant: str = Depends(current_tenant),
+    ctx: AppContext,
+    tenant: TenantId,
+    limit: PageLimit = 20,
+    after: PageAfter = None,
 ):
     with ctx.rt.sessions() as session:
         return service.page(session, tenant, limit, after)
 
 
 @router.get("/{webhook_id}", name="get", response_model=WebhookOut, responses=problems(404))
-def get_webhook(webhook_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+def get_webhook(webhook_id: str, ctx: AppContext, tenant: TenantId):
     with ctx.rt.sessions() as session:
         return service.out(service.get(session, tenant, webhook_id))
 
 
 @router.delete("/{webhook_id}", name="delete", status_code=204, responses=problems(404))
-def delete_webhook(webhook_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+def delete_webhook(webhook_id: str, ctx: AppContext, tenant: TenantId):
     """No further deliveries; those already made stay listed."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         service.delete(session, tenant, webhook_id)
     return Response(status_code=204)
 
@@ -57,10 +57,10 @@ def delete_webhook(webhook_id: str, ctx: ServiceContext = Depends(get_ctx), tena
 )
 def list_deliveries(
     webhook_id: str,
-    limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="cursor: the last id of the previous page"),
-    ctx: ServiceContext = Depends(get_ctx),
-    tenant: str = Depends(current_tenant),
+    ctx: AppContext,
+    tenant: TenantId,
+    limit: PageLimit = 20,
+    after: PageAfter = None,
 ):
     """The endpoint's deliveries, newest first, each with every attempt (status code, error, latency)."""
     with ctx.rt.sessions() as session:
@@ -75,8 +75,11 @@ def list_deliveries(
     responses=problems(404, 409),
 )
 def redeliver(
-    webhook_id: str, delivery_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)
+    webhook_id: str,
+    delivery_id: str,
+    ctx: AppContext,
+    tenant: TenantId,
 ):
     """Send a delivery again, with the same `webhook-id` and a fresh retry budget."""
-    with transaction(ctx.rt.sessions) as session:
+    with write_transaction(ctx.rt.sessions) as session:
         return service.redeliver(session, ctx.rt.settings, tenant, webhook_id, delivery_id)

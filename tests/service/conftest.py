@@ -199,7 +199,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
     from gisp_service.core.settings import Settings
     from gisp_service.db.migrate import upgrade
     from gisp_service.db.repos.tenants import create_key
-    from gisp_service.db.session import transaction
+    from gisp_service.db.session import write_transaction
 
     torch.set_num_threads(1)  # the test process materializes checkpoints; keep it off the worker's core
     data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")
@@ -221,7 +221,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 0, err
     keys = {"alice": out.strip().splitlines()[-1]}
-    with transaction(Runtime.build(settings).sessions) as session:
+    with write_transaction(Runtime.build(settings).sessions) as session:
         keys["bob"] = create_key(session, "bob")
     try:
         with TestClient(create_app(settings)) as client:

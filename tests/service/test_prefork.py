@@ -81,7 +81,7 @@ def prefork(assets, backend, tmp_path_factory) -> Iterator[Prefork]:
     from gisp_service.core.settings import Settings
     from gisp_service.db.migrate import upgrade
     from gisp_service.db.repos.tenants import create_key
-    from gisp_service.db.session import transaction
+    from gisp_service.db.session import write_transaction
 
     tmp_path = tmp_path_factory.mktemp("prefork")
     queue = f"prune-prefork-{secrets.token_hex(3)}"
@@ -89,7 +89,7 @@ def prefork(assets, backend, tmp_path_factory) -> Iterator[Prefork]:
     settings = Settings(**{k.removeprefix("GISP_").lower(): v for k, v in env.items() if k.startswith("GISP_")})
     upgrade(settings.db_url)
     rt = Runtime.build(settings)
-    with transaction(rt.sessions) as session:
+    with write_transaction(rt.sessions) as session:
         key = create_key(session, "prefork")
     rt.close()
     headers = {"Authorization": f"Bearer {key}"}

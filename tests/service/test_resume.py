@@ -14,7 +14,7 @@ pytestmark = pytest.mark.service
 def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
     import gisp
     from gisp_service.db.repos import checkpoints as checkpoint_repo
-    from gisp_service.db.session import transaction
+    from gisp_service.db.session import write_transaction
     from tests.service.conftest import MODEL, MODEL_ROOT
 
     job = submit(service, {**SLOW, "dataset_id": text_dataset["id"]}).json()
@@ -41,7 +41,7 @@ def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
     reference, _ = gisp.run(
         str(MODEL_ROOT / MODEL), service.rt.store.upload_path(dataset["sha256"], dataset["format"]), settings
     )
-    with transaction(service.rt.sessions) as session:
+    with write_transaction(service.rt.sessions) as session:
         rows = checkpoint_repo.for_job(session, job["id"])
     assert [r.target_sparsity for r in rows] == [c.target for c in reference.checkpoints]
     for row, record in zip(rows, reference.checkpoints, strict=True):

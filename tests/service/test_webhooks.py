@@ -106,11 +106,11 @@ def test_the_worker_refuses_a_private_address_at_delivery_time(service) -> None:
     from gisp_service.api.webhooks import delivery, events
     from gisp_service.db.models import WebhookEndpoint
     from gisp_service.db.repos import tenants, webhooks
-    from gisp_service.db.session import transaction
+    from gisp_service.db.session import write_transaction
 
     receiver = Receiver([204])
     try:
-        with transaction(service.rt.sessions) as session:
+        with write_transaction(service.rt.sessions) as session:
             tenant = tenants.get_or_create(session, "inward")
             webhooks.add(
                 session,
