@@ -13,7 +13,9 @@ Special token ids, add_bos/add_eos and the chat template come from `SpecialVocab
 llama.cpp's converter names the pre-tokenizer by hashing the tokens of a test text against its
 table of known models; here the name comes from the structure of `tokenizer.json`'s pre_tokenizer
 (the splitting llama.cpp must reproduce), for the shapes listed in `BPE_PRE_TOKENIZERS`. Another
-shape is refused unless the caller names llama.cpp's pre-tokenizer (`tokenizer_pre`).
+shape is refused unless the caller names llama.cpp's pre-tokenizer (`tokenizer_pre`). The same
+table restores the splitting of a GGUF base model, whose transformers conversion keeps only
+GPT-2's (see `gisp.gguf_input`).
 """
 
 from __future__ import annotations
@@ -27,14 +29,23 @@ from typing import Any
 
 from gisp.exporters.base import ExportError
 
-_BYTE_LEVEL = {"type": "ByteLevel", "use_regex": True}
+_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 _DIGITS = {"type": "Digits", "individual_digits": True}
 
-# llama.cpp pre-tokenizer name -> the tokenizer.json pre_tokenizer it reproduces (fields compared)
+# llama.cpp pre-tokenizer name -> the tokenizer.json pre_tokenizer steps whose splitting it reproduces
 BPE_PRE_TOKENIZERS: dict[str, list[dict[str, Any]]] = {
     "gpt2": [_BYTE_LEVEL],  # GPT-2's regex
     "smollm": [_DIGITS, _BYTE_LEVEL],  # every digit alone, then GPT-2's regex
 }
+_OFFSETS_ONLY = {"trim_offsets"}  # fields that change offsets, not tokens
+
+
+def pre_tokenizer_json(name: str) -> dict[str, Any] | None:
+    """The tokenizer.json pre_tokenizer for llama.cpp pre-tokenizer `name` (None if not known)."""
+    steps = BPE_PRE_TOKENIZERS.get(name)
+    if steps is None:
+        return None
+    return dict(steps[0]) if len(steps) == 1 else {"type": "Sequence", "pretokenizers": [dict(s) for s in steps]}
 
 
 def _steps(pre_tokenizer: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -49,7 +60,7 @@ def bpe_pre_name(tokenizer_json: dict[str, Any]) -> str:
     steps = _steps(tokenizer_json.get("pre_tokenizer"))
 
     def matches(step: dict[str, Any], want: dict[str, Any]) -> bool:
-        return all(step.get(key) == value for key, value in want.items())
+        return all(step.get(key) == value for key, value in want.items() if key not in _OFFSETS_ONLY)
 
     for name, pattern in BPE_PRE_TOKENIZERS.items():
         if len(steps) == len(pattern) and all(map(matches, steps, pattern)):
@@ -127,11 +138,15 @@ def _quiet_gguf_vocab() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _special_vocab(writer: Any, folder: Path, n_vocab: int, merges: bool) -> None:
+def _special_vocab(writer: Any, folder: Path, n_vocab: int, merges: bool, bpe: bool = False) -> None:
     import gguf
 
     with _quiet_gguf_vocab():
-        gguf.SpecialVocab(folder, load_merges=merges, n_vocab=n_vocab).add_to_gguf(writer, quiet=True)
+        special = gguf.SpecialVocab(folder, load_merges=merges, n_vocab=n_vocab)
+    if bpe:  # a BPE tokenizer.json that adds no BOS/EOS says so by omission; llama.cpp is told explicitly
+        special.add_special_token.setdefault("bos", False)
+        special.add_special_token.setdefault("eos", False)
+    special.add_to_gguf(writer, quiet=True)
 
 
 def add_tokenizer(writer: Any, folder: Path, vocab_size: int, tokenizer_pre: str | None = None) -> str:
@@ -165,5 +180,5 @@ def add_tokenizer(writer: Any, folder: Path, vocab_size: int, tokenizer_pre: str
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    _special_vocab(writer, folder, len(tokens), merges=True)
+    _special_vocab(writer, folder, len(tokens), merges=True, bpe=True)
     return f"bpe:{pre}"
