@@ -4,6 +4,7 @@
 
 from gisp.exporters import hf as _hf  # noqa: F401  (registers the built-in formats)
 from gisp.exporters import llamacpp as _llamacpp  # noqa: F401
+from gisp.exporters import vllm as _vllm  # noqa: F401
 from gisp.exporters.base import EXPORTERS, Exporter, ExportError, exporter_names, get_exporter, register_exporter
 from gisp.exporters.source import checkpoint_folder
 
