@@ -73,8 +73,10 @@ class LlamaCpp:
         self.llm.reset()
         llama_cpp.llama_perf_context_reset(self.llm.ctx)
         self.llm.eval([token] * prompt_tokens)
+        llama_cpp.llama_synchronize(self.llm.ctx)  # llama.cpp books a batch's time when it synchronizes
         for _ in range(decode_tokens):
             self.llm.eval([token])
+            llama_cpp.llama_synchronize(self.llm.ctx)
         perf = llama_cpp.llama_perf_context(self.llm.ctx)
         return {
             "prefill_tokens_per_s": perf.n_p_eval / (perf.t_p_eval_ms / 1e3) if perf.t_p_eval_ms else float("nan"),
