@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gisp_service.api import errors
+from gisp_service.api import errors, openapi
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
 from gisp_service.api.deps import ServiceContext
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
+    openapi.install(app)
     return app
 
 

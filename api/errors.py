@@ -1,16 +1,52 @@
-"""RFC 9457 problem+json for every error, each naming the offending field where there is one."""
+"""RFC 9457 problem+json for every error, each naming the offending field where there is one, and
+the OpenAPI description of those errors (`problems(...)` per route)."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the offending fields."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] = []
+
+
+WHY = {
+    400: "the request is malformed",
+    401: "missing or invalid API key",
+    404: "no such resource for this tenant",
+    409: "the resource's state does not allow it",
+    413: "the upload is larger than the limit",
+    415: "unsupported media type",
+    416: "the requested range is not satisfiable",
+    422: "invalid input; `errors` names each offending field",
+    503: "a dependency (database, broker) does not answer",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes a route can return, as problem+json."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    return {code: {"description": WHY[code], "content": {PROBLEM_JSON: {"schema": ref}}} for code in codes}
 
 
 class ApiProblem(Exception):
@@ -29,6 +65,16 @@ class ApiProblem(Exception):
 
 def not_found(kind: str, resource_id: str, field: str = "id") -> ApiProblem:
     return ApiProblem(404, f"{kind} {resource_id!r} not found", field=field)
+
+
+Found = TypeVar("Found")
+
+
+def found(row: Found | None, kind: str, resource_id: str, field: str) -> Found:
+    """`row`, or a 404 naming the resource (another tenant's row is looked up as None)."""
+    if row is None:
+        raise not_found(kind, resource_id, field)
+    return row
 
 
 def problem_response(

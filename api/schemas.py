@@ -1,23 +1,16 @@
-"""Schemas shared by the domains."""
+"""Schemas every domain shares: the page of a cursor-paged list."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+Item = TypeVar("Item")
 
 
-class FieldError(BaseModel):
-    field: str
-    message: str
+class Page(BaseModel, Generic[Item]):
+    """One page of a list, newest first; pass the last id as `after` for the next page."""
 
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, with the offending fields."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldError] = []
-
-
-PROBLEMS = {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 409, 413, 422)}
+    data: list[Item]
+    has_more: bool = Field(description="whether a next page exists")

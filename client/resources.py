@@ -1,4 +1,5 @@
-"""Shapes of the API's JSON resources (api-contract). TypedDicts, so unknown extra fields pass through."""
+"""Shapes of the API's JSON resources. TypedDicts, so unknown extra fields pass through;
+tests/client/test_contract.py checks them against the committed openapi.json."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Dataset(TypedDict):
 class Progress(TypedDict, total=False):
     step: int
     total_steps: int
-    sparsity: float | None
+    sparsity: float
     loss: float | None
     eta_seconds: float | None
 
@@ -38,15 +39,22 @@ class Job(TypedDict):
     model: str
     dataset_id: str
     eval_dataset_id: str | None
-    objective: str
+    # the pruning settings, as the server resolved and stored them
     targets: list[float]
-    steps: int
+    objective: str
     method: str
+    steps: int
     samples: int
     seq_len: int
     seed: int
+    importance: str
+    normalization: str
+    protect_layers: list[int]
+    batch_size: int
     dtype: str
-    progress: Progress | None
+    heldout: int
+    gradient_checkpointing: bool
+    progress: Progress
     error: JobError | None
     created_at: str
     started_at: str | None

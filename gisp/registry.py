@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gisp.errors import ConfigError
 
@@ -59,6 +59,10 @@ class Registry(Generic[T]):
             raise ConfigError(
                 f"unknown {self.what} {name!r}; choose one of {', '.join(self.names())}", field=self.field
             ) from None
+
+    def create(self, name: str) -> Any:
+        """An instance of the class registered as `name` (for registries of classes)."""
+        return self.get(name)()  # type: ignore[operator]
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()

@@ -1,3 +1,5 @@
+"""Checkpoint routes: thin, they call `api.checkpoints.service` only."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -5,22 +7,28 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from gisp_service.api.checkpoints import service
-from gisp_service.api.checkpoints.schemas import CheckpointOut, CheckpointPage
+from gisp_service.api.checkpoints.schemas import CheckpointOut
 from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
-from gisp_service.api.jobs import service as job_service
-from gisp_service.api.schemas import PROBLEMS
-from gisp_service.db.repos import checkpoints as checkpoint_repo
+from gisp_service.api.errors import problems
+from gisp_service.api.openapi import operation_id
+from gisp_service.api.schemas import Page
 
-router = APIRouter(tags=["checkpoints"], responses=PROBLEMS)
+router = APIRouter(tags=["checkpoints"], responses=problems(401), generate_unique_id_function=operation_id)
+TAR = "application/x-tar"
 
 
-@router.get("/v1/jobs/{job_id}/checkpoints", response_model=CheckpointPage)
+@router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404))
 def list_checkpoints(job_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
-    job = job_service.get(session, tenant, job_id)
-    return {"data": checkpoint_repo.for_job(session, job.id), "has_more": False}
+    """The job's registered checkpoints, by target sparsity."""
+    return service.for_job(session, tenant, job_id)
 
 
-@router.get("/v1/jobs/{job_id}/checkpoints/select", response_model=CheckpointOut)
+@router.get(
+    "/v1/jobs/{job_id}/checkpoints/select",
+    name="select",
+    response_model=CheckpointOut,
+    responses=problems(404, 422),
+)
 def select_checkpoint(
     job_id: str,
     max_params: int | None = Query(None, ge=0),
@@ -29,19 +37,26 @@ def select_checkpoint(
     session: Session = Depends(get_session),
     tenant: str = Depends(current_tenant),
 ):
-    job = job_service.get(session, tenant, job_id)
-    return service.select(checkpoint_repo.for_job(session, job.id), max_params, max_bytes, max_flops_per_token)
+    """The least-pruned checkpoint within every given bound (at least one); 404 naming the
+    smallest when none fits."""
+    return service.select(session, tenant, job_id, max_params, max_bytes, max_flops_per_token)
 
 
-@router.get("/v1/checkpoints/{checkpoint_id}", response_model=CheckpointOut)
+@router.get("/v1/checkpoints/{checkpoint_id}", name="get", response_model=CheckpointOut, responses=problems(404))
 def get_checkpoint(checkpoint_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
     return service.get(session, tenant, checkpoint_id)
 
 
 @router.get(
     "/v1/checkpoints/{checkpoint_id}/download",
+    name="download",
     response_class=FileResponse,
-    responses={200: {"content": {"application/x-tar": {}}}, 206: {"description": "the requested byte range"}},
+    responses={
+        200: {"content": {TAR: {"schema": {"type": "string", "format": "binary"}}}, "description": "the tar"},
+        206: {"content": {TAR: {"schema": {"type": "string", "format": "binary"}}}, "description": "a byte range"},
+        304: {"description": "If-None-Match matched the ETag"},
+    }
+    | problems(404, 409, 416),
 )
 def download_checkpoint(
     checkpoint_id: str,
@@ -50,17 +65,14 @@ def download_checkpoint(
     tenant: str = Depends(current_tenant),
 ):
     """The checkpoint's Hugging Face folder as a tar (files at the archive root), built on first
-    request and cached. `ETag` is the tar's sha256; Range requests get 206."""
-    with ctx.rt.sessions() as session:
-        checkpoint = service.get(session, tenant, checkpoint_id)
-        job_id, target = checkpoint.job_id, checkpoint.target_sparsity
-    path, sha256 = service.artifact(ctx.rt, checkpoint_id)
-    etag = f'"{sha256}"'
+    request and cached. `ETag` is the tar's sha256; Range requests get 206; If-None-Match, 304."""
+    download = service.download(ctx.rt, tenant, checkpoint_id)
+    etag = f'"{download.sha256}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
-        path,
-        media_type="application/x-tar",
-        filename=f"{job_id}-sparsity-{target:.2f}.tar",
-        headers={"ETag": etag, "Accept-Ranges": "bytes", "X-Checksum-SHA256": sha256},
+        download.path,
+        media_type=TAR,
+        filename=download.filename,
+        headers={"ETag": etag, "X-Checksum-SHA256": download.sha256},
     )

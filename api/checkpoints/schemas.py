@@ -16,7 +16,26 @@ class CheckpointOut(BaseModel):
     once); `bytes` is parameter_count × dtype size, the exact size of the weights in
     model.safetensors (its small JSON header not counted), known before materializing."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "ckpt_0193c2a4f1b2a7c3d4e5",
+                    "job_id": "job_0193c2a4f1b2a7c3d4e5",
+                    "target_sparsity": 0.4,
+                    "sparsity": 0.4002,
+                    "parameter_count": 176832,
+                    "bytes": 707328,
+                    "flops_per_token": 418816,
+                    "metrics": {"perplexity": 14.2},
+                    "layers": [{"kv_groups": 3, "channels": 101}],
+                    "sha256": None,
+                    "created_at": "2026-12-01T10:01:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     job_id: str
@@ -29,8 +48,3 @@ class CheckpointOut(BaseModel):
     layers: list[LayerWidth]
     sha256: str | None
     created_at: datetime
-
-
-class CheckpointPage(BaseModel):
-    data: list[CheckpointOut]
-    has_more: bool

@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from gisp_service.api.checkpoints.materialize import NotMaterializable, materialize_checkpoint
-from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.api.errors import ApiProblem, found
+from gisp_service.api.jobs import service as job_service
 from gisp_service.core import model_refs
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 
 
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    sha256: str
+    filename: str
+
+
 def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint:
-    checkpoint = checkpoint_repo.get(session, tenant_id, checkpoint_id)
-    if checkpoint is None:
-        raise not_found("checkpoint", checkpoint_id, "checkpoint_id")
-    return checkpoint
+    return found(checkpoint_repo.get(session, tenant_id, checkpoint_id), "checkpoint", checkpoint_id, "checkpoint_id")
+
+
+def for_job(session: Session, tenant_id: str, job_id: str) -> dict[str, Any]:
+    job = job_service.get(session, tenant_id, job_id)
+    return {"data": checkpoint_repo.for_job(session, job.id), "has_more": False}
 
 
 def select(
-    checkpoints: list[Checkpoint], max_params: int | None, max_bytes: int | None, max_flops: int | None
+    session: Session,
+    tenant_id: str,
+    job_id: str,
+    max_params: int | None,
+    max_bytes: int | None,
+    max_flops: int | None,
 ) -> Checkpoint:
-    """The least-pruned checkpoint within every given bound."""
+    """The least-pruned checkpoint of the job within every given bound."""
+    checkpoints = checkpoint_repo.for_job(session, job_service.get(session, tenant_id, job_id).id)
     bounds = {"max_params": max_params, "max_bytes": max_bytes, "max_flops_per_token": max_flops}
     if all(v is None for v in bounds.values()):
         raise ApiProblem(
@@ -53,6 +73,22 @@ def select(
         f"{smallest.parameter_count} parameters, {smallest.bytes} bytes, {smallest.flops_per_token} FLOPs per token",
         errors=[{"field": name, "message": "no checkpoint within this bound"} for name in given],
     )
+
+
+@contextmanager
+def read_session(rt: Runtime) -> Iterator[Session]:
+    with rt.sessions() as session:
+        yield session
+
+
+def download(rt: Runtime, tenant_id: str, checkpoint_id: str) -> Download:
+    """The checkpoint's tar, materialized first if needed (outside any request session: it can take
+    a while, and the materializer keeps its own short transactions)."""
+    with read_session(rt) as session:
+        checkpoint = get(session, tenant_id, checkpoint_id)
+        job_id, target = checkpoint.job_id, checkpoint.target_sparsity
+    path, sha256 = artifact(rt, checkpoint_id)
+    return Download(path, sha256, f"{job_id}-sparsity-{target:.2f}.tar")
 
 
 def artifact(rt: Runtime, checkpoint_id: str) -> tuple[Path, str]:

@@ -1,54 +1,66 @@
+"""Dataset routes: thin, they call `api.datasets.service` only."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from gisp_service.api.datasets import service
-from gisp_service.api.datasets.schemas import DatasetOut, DatasetPage
+from gisp_service.api.datasets.schemas import DatasetOut, DatasetUpload
 from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
-from gisp_service.api.errors import ApiProblem
-from gisp_service.api.schemas import PROBLEMS
-from gisp_service.db.repos import datasets as dataset_repo
+from gisp_service.api.errors import problems
+from gisp_service.api.openapi import operation_id
+from gisp_service.api.schemas import Page
 from gisp_service.db.session import transaction
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEMS)
-MULTIPART_OVERHEAD = 64 * 1024
+router = APIRouter(
+    prefix="/v1/datasets", tags=["datasets"], responses=problems(401), generate_unique_id_function=operation_id
+)
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+@router.post("", name="upload", status_code=201, response_model=DatasetOut, responses=problems(413, 422))
 def upload_dataset(
     request: Request,
-    file: UploadFile = File(..., description=".txt or .jsonl calibration/evaluation data"),
-    name: str | None = Form(None),
+    form: Annotated[DatasetUpload, Form(media_type="multipart/form-data")],
     ctx: ServiceContext = Depends(get_ctx),
     tenant: str = Depends(current_tenant),
 ):
-    limit = ctx.rt.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise ApiProblem(413, f"the upload is larger than the limit of {limit} bytes", "file")
+    """Upload calibration or evaluation data; it is validated with the engine's reader and stored by
+    sha256, so a job never fails later on data the upload accepted."""
+    service.check_declared_size(request.headers.get("content-length"), ctx.rt.settings.max_upload_bytes)
     with transaction(ctx.rt.sessions) as session:
-        return service.upload(session, ctx.rt.store, tenant, file.file, file.filename or "", name, limit)
+        return service.upload(
+            session,
+            ctx.rt.store,
+            tenant,
+            form.file.file,
+            form.file.filename or "",
+            form.name,
+            ctx.rt.settings.max_upload_bytes,
+        )
 
 
-@router.get("", response_model=DatasetPage)
+@router.get("", name="list", response_model=Page[DatasetOut], responses=problems(422))
 def list_datasets(
     limit: int = Query(20, ge=1, le=100),
     after: str | None = Query(None, description="cursor: the last id of the previous page"),
     session: Session = Depends(get_session),
     tenant: str = Depends(current_tenant),
 ):
-    rows, more = dataset_repo.page(session, tenant, limit, after)
-    return {"data": rows, "has_more": more}
+    return service.page(session, tenant, limit, after)
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut)
+@router.get("/{dataset_id}", name="get", response_model=DatasetOut, responses=problems(404))
 def get_dataset(dataset_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
     return service.get(session, tenant, dataset_id)
 
 
-@router.delete("/{dataset_id}", status_code=204)
+@router.delete("/{dataset_id}", name="delete", status_code=204, responses=problems(404, 409))
 def delete_dataset(dataset_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+    """Soft delete: jobs keep their reference, the bytes stay in the store. 409 while a queued or
+    running job uses it."""
     with transaction(ctx.rt.sessions) as session:
         service.delete(session, tenant, dataset_id)
     return Response(status_code=204)

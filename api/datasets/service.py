@@ -4,19 +4,26 @@ engine's reader (so a job never fails later on data the upload accepted), file i
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
 from gisp.data import inspect_dataset
 from gisp.errors import DataFormatError
-from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.api.errors import ApiProblem, found
 from gisp_service.core.artifacts import ArtifactStore, UploadTooLarge
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Dataset
 from gisp_service.db.repos import datasets as dataset_repo
 
 SUFFIXES = (".txt", ".jsonl")
+MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
+
+
+def check_declared_size(content_length: str | None, limit: int) -> None:
+    """Refuse a body whose declared size is over the limit before reading any of it."""
+    if content_length and content_length.isdigit() and int(content_length) > limit + MULTIPART_OVERHEAD:
+        raise ApiProblem(413, f"the upload is larger than the limit of {limit} bytes", "file")
 
 
 def upload(
@@ -56,10 +63,13 @@ def upload(
 
 
 def get(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
-    dataset = dataset_repo.get(session, tenant_id, dataset_id)
-    if dataset is None:
-        raise not_found("dataset", dataset_id, "dataset_id")
-    return dataset
+    return found(dataset_repo.get(session, tenant_id, dataset_id), "dataset", dataset_id, "dataset_id")
+
+
+def page(session: Session, tenant_id: str, limit: int, after: str | None) -> dict[str, Any]:
+    """A page as the `Page[DatasetOut]` response reads it."""
+    rows, more = dataset_repo.page(session, tenant_id, limit, after)
+    return {"data": rows, "has_more": more}
 
 
 def delete(session: Session, tenant_id: str, dataset_id: str) -> None:

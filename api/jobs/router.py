@@ -1,3 +1,5 @@
+"""Job routes: thin, they call `api.jobs.service` only (and the broker after the commit)."""
+
 from __future__ import annotations
 
 import logging
@@ -6,26 +8,36 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from sqlalchemy.orm import Session
 
 from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
+from gisp_service.api.errors import problems
 from gisp_service.api.jobs import service
-from gisp_service.api.jobs.schemas import EventPage, JobCreate, JobOut, JobPage, JobStatus
-from gisp_service.api.schemas import PROBLEMS
-from gisp_service.db.repos import events as event_repo
-from gisp_service.db.repos import jobs as job_repo
+from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
+from gisp_service.api.openapi import operation_id
+from gisp_service.api.schemas import Page
 from gisp_service.db.session import transaction
 from gisp_service.worker.app import enqueue
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problems(401), generate_unique_id_function=operation_id)
 log = logging.getLogger("gisp.api")
 
 
-@router.post("", status_code=201, response_model=JobOut)
+@router.post(
+    "",
+    name="submit",
+    status_code=201,
+    response_model=JobOut,
+    responses={200: {"model": JobOut, "description": "the job an earlier request made with this Idempotency-Key"}}
+    | problems(422),
+)
 def submit_job(
     body: JobCreate,
     response: Response,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", max_length=200, description="the same key and body return the same job"
+    ),
     ctx: ServiceContext = Depends(get_ctx),
     tenant: str = Depends(current_tenant),
 ):
+    """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with transaction(ctx.rt.sessions) as session:
         job, created = service.create(session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths)
         result = service.out(session, job)
@@ -39,7 +51,7 @@ def submit_job(
     return result
 
 
-@router.get("", response_model=JobPage)
+@router.get("", name="list", response_model=Page[JobOut], responses=problems(422))
 def list_jobs(
     status: JobStatus | None = Query(None),
     limit: int = Query(20, ge=1, le=100),
@@ -47,22 +59,22 @@ def list_jobs(
     session: Session = Depends(get_session),
     tenant: str = Depends(current_tenant),
 ):
-    rows, more = job_repo.page(session, tenant, status, limit, after)
-    return {"data": service.out_many(session, rows), "has_more": more}
+    return service.page(session, tenant, status, limit, after)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", name="get", response_model=JobOut, responses=problems(404))
 def get_job(job_id: str, session: Session = Depends(get_session), tenant: str = Depends(current_tenant)):
     return service.out(session, service.get(session, tenant, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", name="cancel", response_model=JobOut, responses=problems(404, 409))
 def cancel_job(job_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
+    """A queued job is cancelled at once; a running one stops before its next step."""
     with transaction(ctx.rt.sessions) as session:
         return service.out(session, service.cancel(session, tenant, job_id))
 
 
-@router.get("/{job_id}/events", response_model=EventPage)
+@router.get("/{job_id}/events", name="events", response_model=Page[EventOut], responses=problems(404, 422))
 def job_events(
     job_id: str,
     after: int = Query(0, ge=0, description="return events with seq greater than this"),
@@ -70,9 +82,5 @@ def job_events(
     session: Session = Depends(get_session),
     tenant: str = Depends(current_tenant),
 ):
-    job = service.get(session, tenant, job_id)
-    rows, more = event_repo.page(session, job.id, after, limit)
-    return {
-        "data": [{"seq": e.seq, "type": e.type, "created_at": e.created_at, "data": e.data} for e in rows],
-        "has_more": more,
-    }
+    """The job's log, oldest first; `seq` is 1, 2, 3… per job."""
+    return service.events(session, tenant, job_id, after, limit)

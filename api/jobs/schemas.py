@@ -132,18 +132,10 @@ JobOut = create_model(
 )
 
 
-class JobPage(BaseModel):
-    data: list[JobOut]  # type: ignore[valid-type]
-    has_more: bool
-
-
 class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     seq: int
     type: EventType
     created_at: datetime
     data: dict[str, Any]
-
-
-class EventPage(BaseModel):
-    data: list[EventOut]
-    has_more: bool

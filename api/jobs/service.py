@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError, DataFormatError
 from gisp.objectives import get_objective
-from gisp_service.api.errors import ApiProblem, not_found
+from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
 from gisp_service.core import model_refs
 from gisp_service.db.ids import new_id
@@ -107,10 +107,17 @@ def _replay(job: Job, digest: str) -> Job:
 
 
 def get(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = job_repo.get(session, tenant_id, job_id)
-    if job is None:
-        raise not_found("job", job_id, "job_id")
-    return job
+    return found(job_repo.get(session, tenant_id, job_id), "job", job_id, "job_id")
+
+
+def page(session: Session, tenant_id: str, status: str | None, limit: int, after: str | None) -> dict[str, Any]:
+    rows, more = job_repo.page(session, tenant_id, status, limit, after)
+    return {"data": out_many(session, rows), "has_more": more}
+
+
+def events(session: Session, tenant_id: str, job_id: str, after: int, limit: int) -> dict[str, Any]:
+    rows, more = event_repo.page(session, get(session, tenant_id, job_id).id, after, limit)
+    return {"data": rows, "has_more": more}
 
 
 def cancel(session: Session, tenant_id: str, job_id: str) -> Job:

@@ -5,18 +5,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gisp_service.api.deps import ServiceContext, get_ctx
-from gisp_service.api.errors import problem_response
+from gisp_service.api.errors import problem_response, problems
+from gisp_service.api.openapi import operation_id
 from gisp_service.worker.app import queue_depth
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)
 
 
-@router.get("/healthz")
+@router.get("/healthz", name="healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", name="readyz", responses=problems(503))
 def readyz(ctx: ServiceContext = Depends(get_ctx)):
     problems = []
     try:
@@ -33,6 +34,11 @@ def readyz(ctx: ServiceContext = Depends(get_ctx)):
     return {"status": "ready", "database": "ok", "broker": "ok"}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gisp_service.db.models import Checkpoint
+from gisp_service.db.repos.base import TenantScoped
 
 
 def upsert(session: Session, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
@@ -46,12 +47,9 @@ def counts_for_jobs(session: Session, job_ids: list[str]) -> dict[str, int]:
     return {job_id: int(n) for job_id, n in rows}
 
 
-def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
-    return session.scalar(select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.tenant_id == tenant_id))
-
-
-def get_any(session: Session, checkpoint_id: str) -> Checkpoint | None:
-    return session.get(Checkpoint, checkpoint_id)
+_scoped = TenantScoped(Checkpoint)
+get = _scoped.get
+get_any = _scoped.get_any
 
 
 def set_artifact(session: Session, checkpoint_id: str, sha256: str, path: str) -> None:

@@ -6,6 +6,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from gisp_service.db.models import Dataset, Job, utcnow
+from gisp_service.db.repos.base import TenantScoped
 
 ACTIVE = ("queued", "running")
 
@@ -16,23 +17,11 @@ def add(session: Session, dataset: Dataset) -> Dataset:
     return dataset
 
 
-def get(session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
-    return session.scalar(
-        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None))
-    )
-
-
-def get_any(session: Session, dataset_id: str) -> Dataset | None:
-    """By id alone, deleted or not: the worker reads a job's data even if its row was deleted since."""
-    return session.get(Dataset, dataset_id)
-
-
-def page(session: Session, tenant_id: str, limit: int, after: str | None) -> tuple[list[Dataset], bool]:
-    query = select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None))
-    if after:
-        query = query.where(Dataset.id < after)
-    rows = list(session.scalars(query.order_by(Dataset.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+# a tenant no longer sees a deleted dataset; the worker (get_any) still reads a job's data
+_scoped = TenantScoped(Dataset, Dataset.deleted_at.is_(None))
+get = _scoped.get
+get_any = _scoped.get_any
+page = _scoped.page
 
 
 def in_use(session: Session, dataset_id: str) -> bool:

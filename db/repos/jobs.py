@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gisp_service.db.models import Job, utcnow
+from gisp_service.db.repos.base import TenantScoped
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -21,12 +22,9 @@ def add(session: Session, job: Job) -> Job:
     return job
 
 
-def get(session: Session, tenant_id: str, job_id: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
-
-
-def get_any(session: Session, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
+_scoped = TenantScoped(Job)
+get = _scoped.get
+get_any = _scoped.get_any
 
 
 def by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
@@ -34,13 +32,7 @@ def by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None
 
 
 def page(session: Session, tenant_id: str, status: str | None, limit: int, after: str | None) -> tuple[list[Job], bool]:
-    query = select(Job).where(Job.tenant_id == tenant_id)
-    if status:
-        query = query.where(Job.status == status)
-    if after:
-        query = query.where(Job.id < after)
-    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return _scoped.page(session, tenant_id, limit, after, *([Job.status == status] if status else []))
 
 
 def counts_by_status(session: Session) -> dict[str, int]:

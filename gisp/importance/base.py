@@ -43,6 +43,4 @@ ESTIMATORS: Registry[type[ImportanceEstimator]] = Registry("importance", group="
 register_estimator = ESTIMATORS.register
 estimator_names = ESTIMATORS.names
 
-
-def get_estimator(name: str) -> ImportanceEstimator:
-    return ESTIMATORS.get(name)()
+get_estimator = ESTIMATORS.create

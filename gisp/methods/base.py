@@ -52,9 +52,7 @@ METHODS: Registry[type[PruningMethod]] = Registry("method", group="gisp.methods"
 register_method = METHODS.register
 method_names = METHODS.names
 
-
-def get_method(name: str) -> PruningMethod:
-    return METHODS.get(name)()
+get_method = METHODS.create
 
 
 def scores_by_unit(structure: Structure, scores: dict) -> dict[Unit, float]:

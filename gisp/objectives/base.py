@@ -103,6 +103,4 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective", group="gisp.object
 register_objective = OBJECTIVES.register
 objective_names = OBJECTIVES.names
 
-
-def get_objective(name: str) -> Objective:
-    return OBJECTIVES.get(name)()
+get_objective = OBJECTIVES.create

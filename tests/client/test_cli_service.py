@@ -5,12 +5,6 @@ the download with plain transformers."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,32 +14,9 @@ import pytest
 from gisp.cli import main
 from gisp_service.client import GispClient
 from tests.conftest import shared_path
+from tests.live import live_server
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(300)]
-GISP = [sys.executable, "-m", "gisp.cli"]  # the `gisp` command of this interpreter
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGINT lets `gisp serve` stop its worker; anything left in its process group is then killed."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        time.sleep(3)
 
 
 class CutOnce(httpx.HTTPTransport):
@@ -84,35 +55,8 @@ class _Cut(httpx.SyncByteStream):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[tuple[str, str]]:
     models = shared_path("models", "stories260K").parent
-    data_dir = tmp_path_factory.mktemp("gisp-data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
-    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(models), HF_HUB_OFFLINE="1")
-    created = subprocess.run(
-        [*GISP, "admin", "create-key", "--tenant", "cli-test"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert created.returncode == 0, created.stderr
-    key = created.stdout.strip().splitlines()[-1]
-    port = _free_port()
-    log = (data_dir / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [*GISP, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with GispClient(url, key) as client:
-            deadline = time.monotonic() + 150
-            while not client.ready():
-                assert server.poll() is None, (data_dir / "serve.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "gisp serve was not ready in time"
-                time.sleep(0.3)
-        yield url, key
-    finally:
-        _stop(server)
-        log.close()
+    with live_server(tmp_path_factory.mktemp("gisp-data"), models, tenant="cli-test") as server:
+        yield server.url, server.key
 
 
 @pytest.fixture
