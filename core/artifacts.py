@@ -5,6 +5,7 @@ Layout under the root:
   uploads/<sha256>.<format>         uploaded datasets, by content (an upload is never lost or duplicated)
   jobs/<job_id>/trajectory.json     a job's resumable state, rewritten every step
   checkpoints/<ckpt_id>/            a materialized checkpoint folder, and <ckpt_id>.tar beside it
+  checkpoints/<ckpt_id>.gguf        the checkpoint as a GGUF file (llama.cpp), built on first request
 """
 
 from __future__ import annotations
@@ -102,3 +103,6 @@ class ArtifactStore:
 
     def checkpoint_tar(self, checkpoint_id: str) -> Path:
         return self.root / "checkpoints" / f"{checkpoint_id}.tar"
+
+    def checkpoint_gguf(self, checkpoint_id: str) -> Path:
+        return self.root / "checkpoints" / f"{checkpoint_id}.gguf"

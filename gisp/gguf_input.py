@@ -45,7 +45,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("GISP_CACHE", "~/.cache/gisp")).expanduser()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
@@ -101,7 +101,7 @@ def converted_folder(path: Path) -> Path:
         pre = restore_pre_tokenizer(path, tmp / "tokenizer.json")
         provenance = {
             "gguf_file": str(path.resolve()),
-            "sha256": _file_sha256(path),
+            "sha256": file_sha256(path),
             "bytes": stat.st_size,
             "tokenizer_pre": pre,
         }

@@ -5,6 +5,7 @@ speed from llama.cpp's own timers."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,32 @@ import numpy as np
 from gisp.errors import GispError
 
 GGML_TYPE_F32 = 0  # ggml_type of an f32 KV cache (llama.cpp's default is f16)
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+
+
+_log = logging.getLogger("gisp.llamacpp")
+_callback: Any = None
+
+
+def _route_logs() -> None:
+    """Send llama.cpp's log lines to the `gisp.llamacpp` logger: errors as errors, the rest (e.g.
+    the V-cache padding note) at debug level. llama-cpp-python 0.3.36's own callback maps ggml's
+    current levels one step too high and prints its warnings as errors on stderr."""
+    global _callback
+    if _callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        _log.log(
+            logging.ERROR if level == GGML_LOG_LEVEL_ERROR else logging.DEBUG, text.decode(errors="replace").rstrip()
+        )
+
+    _callback = forward  # kept alive: llama.cpp holds a raw pointer to it
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
 def available() -> bool:
@@ -38,6 +65,7 @@ class LlamaCpp:
             raise GispError("running GGUF files needs llama-cpp-python: pip install 'gisp-service[llamacpp]'")
         from llama_cpp import Llama
 
+        _route_logs()
         cache = {"type_k": GGML_TYPE_F32, "type_v": GGML_TYPE_F32} if exact else {}
         self.llm = Llama(
             model_path=str(path),

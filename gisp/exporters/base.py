@@ -51,7 +51,4 @@ class Exporter(ABC):
 EXPORTERS: Registry[type[Exporter]] = Registry("exporter", field="format", group="gisp.exporters")
 register_exporter = EXPORTERS.register
 exporter_names = EXPORTERS.names
-
-
-def get_exporter(name: str) -> Exporter:
-    return EXPORTERS.get(name)()
+get_exporter = EXPORTERS.create
