@@ -70,7 +70,7 @@ def test_vllm_finds_the_plugin_through_its_entry_point() -> None:
 def test_the_vllm_api_the_model_relies_on() -> None:
     """Where vLLM is installed: the plugin's module imports and vLLM's DeciLM model still takes a
     decoder-layer type (the one hook the plugin uses)."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (it needs its own torch build; see docs/deploy.md)")
+    pytest.importorskip("vllm", reason="vLLM is not installed (it needs its own torch build; see docs/export.md)")
     import inspect
 
     from vllm.model_executor.models.nemotron_nas import DeciModel
