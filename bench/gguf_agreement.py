@@ -23,28 +23,6 @@ PROMPTS = [
 DTYPES = ["f32", "f16", "bf16", "q8_0"]
 
 
-def agreement(gguf_file: Path, folder: Path, **llama) -> tuple[float, float, int]:
-    import numpy as np
-    import torch
-
-    from gisp.eval.harness import load_for_eval
-    from gisp.eval.llamacpp import LlamaCpp
-
-    model, tok = load_for_eval(str(folder))
-    worst, agree, total = 0.0, 0, 0
-    with LlamaCpp(gguf_file, n_ctx=256, **llama) as llm:
-        for prompt in PROMPTS:
-            ids = tok(prompt).input_ids
-            assert llm.tokenize(prompt, add_bos=ids[0] == tok.bos_token_id) == ids, prompt
-            ours = llm.logits(ids)
-            with torch.no_grad():
-                theirs = model(input_ids=torch.tensor([ids])).logits[0].numpy()
-            worst = max(worst, float(np.abs(ours - theirs).max()))
-            agree += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
-            total += len(ids)
-    return worst, agree / total, total
-
-
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--smollm", action="store_true", help="also prune and compare SmolLM2-135M (a few minutes)")
@@ -53,6 +31,7 @@ def main() -> None:
     common.require_assets(common.STORIES, common.TINYSTORIES)
 
     import gisp
+    from gisp.eval.llamacpp import agreement
     from gisp.exporters import export
 
     tmp = Path(tempfile.mkdtemp(prefix="gisp-bench-agreement-"))
@@ -73,7 +52,10 @@ def main() -> None:
             out = tmp / f"{model}-{label}-{dtype}.gguf"
             export(folder, out, "gguf", dtype=dtype)
             for flash in (False, True):
-                worst, top1, tokens = agreement(out, folder, exact=dtype == "f32" and not flash, flash_attn=flash)
+                result = agreement(out, folder, PROMPTS, exact=dtype == "f32" and not flash, flash_attn=flash)
+                if result.tokenized_differently:
+                    sys.exit(f"llama.cpp tokenized differently: {result.tokenized_differently}")
+                worst, top1, tokens = result.max_abs_diff, result.top1, result.tokens
                 cache = "f32" if dtype == "f32" and not flash else "f16"
                 rows.append(
                     [model, label, dtype, cache, "on" if flash else "off", f"{worst:.2e}", f"{top1:.3f}", tokens]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,37 @@ class LlamaCpp:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """llama.cpp against transformers over some prompts: the largest |logit difference|, the share
+    of positions whose top-1 token agrees, and the prompts llama.cpp tokenized differently."""
+
+    max_abs_diff: float
+    top1: float
+    tokens: int
+    tokenized_differently: list[str]
+
+
+def agreement(gguf_file: str | Path, folder: str | Path, prompts: Sequence[str], **llama: Any) -> Agreement:
+    """Run `gguf_file` in llama.cpp and checkpoint `folder` in transformers on each prompt (tokenized
+    by the folder's tokenizer) and compare every position's logits."""
+    import torch
+
+    from gisp.eval.harness import load_for_eval
+
+    model, tokenizer = load_for_eval(str(folder))
+    worst, agree, total, different = 0.0, 0, 0, []
+    with LlamaCpp(gguf_file, **{"n_ctx": 256, **llama}) as llm:
+        for prompt in prompts:
+            ids = tokenizer(prompt).input_ids
+            if llm.tokenize(prompt, add_bos=ids[0] == tokenizer.bos_token_id) != ids:
+                different.append(prompt)
+            ours = llm.logits(ids)
+            with torch.no_grad():
+                theirs = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+            worst = max(worst, float(np.abs(ours - theirs).max()))
+            agree += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+            total += len(ids)
+    return Agreement(worst, agree / total, total, different)

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gisp.cli import main
 from gisp.config import PruneSettings
 from gisp.eval import llamacpp
-from gisp.eval.harness import load_for_eval
 from gisp.export import export_checkpoint
 from gisp.exporters import ExportError, export
 from gisp.pruner import new_trajectory, prune
@@ -73,19 +71,9 @@ def pruned_checkpoint(
 def compare(gguf_file: Path, folder: Path, prompts=PROMPTS, **llama) -> tuple[float, float]:
     """(max |logit difference|, top-1 agreement) of llama.cpp vs transformers over `prompts`; also
     asserts that llama.cpp tokenizes every prompt as transformers does."""
-    model, tok = load_for_eval(str(folder))
-    worst, agree, total = 0.0, 0, 0
-    with llamacpp.LlamaCpp(gguf_file, n_ctx=128, **llama) as llm:
-        for prompt in prompts:
-            ids = tok(prompt).input_ids
-            assert llm.tokenize(prompt, add_bos=ids[0] == tok.bos_token_id) == ids, prompt
-            ours = llm.logits(ids)
-            with torch.no_grad():
-                theirs = model(input_ids=torch.tensor([ids])).logits[0].numpy()
-            worst = max(worst, float(np.abs(ours - theirs).max()))
-            agree += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
-            total += len(ids)
-    return worst, agree / total
+    result = llamacpp.agreement(gguf_file, folder, prompts, n_ctx=128, **llama)
+    assert not result.tokenized_differently
+    return result.max_abs_diff, result.top1
 
 
 def read(path: Path):
