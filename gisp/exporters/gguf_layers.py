@@ -17,6 +17,13 @@ as it is, so the exporter adds zero-weight units that leave the outputs exact:
   so such a layer is written with ONE zero KV group (q/k/v rows and o_proj columns zero: the
   attention output is exactly 0, plus the bias). Cost: 2 x (heads_per_group + 1) x head_dim x hidden
   weights, 2 x head_dim KV-cache values per token, and that group's attention compute.
+
+Zero channels also round every MLP width up to a multiple of `align` (default 32): llama.cpp's
+fast CPU matrix multiply (llamafile's tinyBLAS, used for prompt processing) refuses an inner
+dimension that is not a multiple of its vector width (8 or 16 values) and falls back to a slower
+path, and a Q8_0 row must split into 32-value blocks (else the tensor is written as F16). GISP
+leaves arbitrary widths; the rounding costs at most align - 1 channels (3 x hidden weights each)
+per layer. `align=1` writes the widths as they are.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ class WrittenLayer:
     kept_groups: int  # KV groups the checkpoint keeps
     kept_channels: int
     zero_group: bool  # one zero-weight KV group appended
-    zero_channel: bool  # one zero-weight MLP channel appended
+    zero_channels: int  # zero-weight MLP channels appended
     reason: str = ""
 
     @property
@@ -41,10 +48,10 @@ class WrittenLayer:
 
     @property
     def channels(self) -> int:
-        return self.kept_channels + int(self.zero_channel)
+        return self.kept_channels + self.zero_channels
 
 
-def plan_layers(layout: CheckpointLayout, o_bias_layers: set[int]) -> list[WrittenLayer]:
+def plan_layers(layout: CheckpointLayout, o_bias_layers: set[int], align: int = 32) -> list[WrittenLayer]:
     """The layers as written; `o_bias_layers` are those whose attention output has a bias."""
     out = []
     for index, (groups, channels) in enumerate(zip(layout.kv_groups, layout.channels, strict=True)):
@@ -52,10 +59,10 @@ def plan_layers(layout: CheckpointLayout, o_bias_layers: set[int]) -> list[Writt
         zero_group = groups == 0 and (index == 0 or index in o_bias_layers)
         if zero_group:
             reasons.append("layer 0 sets the head size" if index == 0 else "keeps its o_proj bias")
-        zero_channel = channels == 0
-        if zero_channel:
+        if channels == 0:
             reasons.append("identity layer" if groups == 0 and not zero_group else "keeps its attention output")
-        out.append(WrittenLayer(index, groups, channels, zero_group, zero_channel, "; ".join(reasons)))
+        written = -(-max(channels, 1) // align) * align
+        out.append(WrittenLayer(index, groups, channels, zero_group, written - channels, "; ".join(reasons)))
     return out
 
 
@@ -63,7 +70,7 @@ def padding_cost(layout: CheckpointLayout, layers: list[WrittenLayer]) -> dict[s
     """Weights and per-token KV-cache values the zero units add, for the export's report."""
     group_weights = 2 * (layout.heads_per_group + 1) * layout.head_dim * layout.hidden_size
     groups = sum(layer.zero_group for layer in layers)
-    channels = sum(layer.zero_channel for layer in layers)
+    channels = sum(layer.zero_channels for layer in layers)
     return {
         "zero_groups": groups,
         "zero_channels": channels,

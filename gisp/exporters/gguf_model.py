@@ -207,7 +207,7 @@ class _Planner:
 
     def plan_mlp(self, layer: WrittenLayer) -> None:
         p, hidden = f"model.layers.{layer.index}.", self.layout.hidden_size
-        kept, extra = layer.kept_channels, int(layer.zero_channel)
+        kept, extra = layer.kept_channels, layer.zero_channels
         self.copy(p + "post_attention_layernorm.weight")
         for proj in ("gate", "up"):
             self.rows(f"{p}mlp.{proj}_proj.weight", kept, extra, (hidden,))
@@ -293,12 +293,17 @@ def _o_bias_layers(layout: CheckpointLayout, reader: TensorReader) -> set[int]:
     }
 
 
-def write_gguf(folder: str | Path, out: str | Path, dtype: str = "f16", tokenizer_pre: str | None = None) -> GgufReport:
-    """Write checkpoint folder `folder` as a GGUF file at `out` (atomically)."""
+def write_gguf(
+    folder: str | Path, out: str | Path, dtype: str = "f16", tokenizer_pre: str | None = None, align: int = 32
+) -> GgufReport:
+    """Write checkpoint folder `folder` as a GGUF file at `out` (atomically), every MLP width
+    rounded up to a multiple of `align` with zero channels (see `gguf_layers`)."""
     gguf = _gguf()
     types = file_types()
     if dtype not in types:
         raise ExportError(f"dtype must be one of {', '.join(types)}, not {dtype!r}", field="dtype")
+    if align < 1:
+        raise ExportError(f"align must be at least 1, not {align}", field="align")
     file_type, matrix_type = types[dtype]
     layout = CheckpointLayout.read(folder)
     out = Path(out)
@@ -308,7 +313,7 @@ def write_gguf(folder: str | Path, out: str | Path, dtype: str = "f16", tokenize
     tmp = Path(tmp_name)
     try:
         with TensorReader(layout.folder) as reader:
-            layers = plan_layers(layout, _o_bias_layers(layout, reader))
+            layers = plan_layers(layout, _o_bias_layers(layout, reader), align)
             planned = _Planner(layout, reader, matrix_type).plan(layers)
             writer = gguf.GGUFWriter(None, ARCH)
             _add_hparams(writer, layout, layers, file_type)

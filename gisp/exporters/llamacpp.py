@@ -28,9 +28,17 @@ class GgufExporter(Exporter):
             help="llama.cpp pre-tokenizer name for a BPE tokenizer whose splitting is not recognised",
         )
 
+        parser.add_argument(
+            "--align",
+            type=int,
+            default=32,
+            help="round every MLP width up to a multiple of this with zero channels, for llama.cpp's fast "
+            "matrix kernels and whole Q8_0 blocks (1: as pruned; default: 32)",
+        )
+
     @classmethod
     def options_from_args(cls, args: argparse.Namespace) -> dict[str, Any]:
-        return {"dtype": args.dtype, "tokenizer_pre": args.tokenizer_pre}
+        return {"dtype": args.dtype, "tokenizer_pre": args.tokenizer_pre, "align": args.align}
 
     def write(self, folder: Path, out: Path, **options: Any) -> dict[str, Any]:
         from gisp.exporters.gguf_model import write_gguf

@@ -6,6 +6,7 @@ and zero-weight units are as documented. Tests that need llama.cpp skip with a m
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def read(path: Path):
 
 def test_the_file_has_per_layer_sizes_explicit_head_size_and_zero_units(tmp_path: Path) -> None:
     folder = pruned_checkpoint(tmp_path / "ckpt", case="layer0-empty")
-    summary = export(folder, tmp_path / "m.gguf", "gguf", dtype="f32")
+    summary = export(folder, tmp_path / "m.gguf", "gguf", dtype="f32", align=1)
     fields, tensors = read(tmp_path / "m.gguf")
     assert fields["general.architecture"] == "deci"
     kv = fields["deci.attention.head_count_kv"]
@@ -112,14 +113,23 @@ def test_a_tied_head_writes_no_output_tensor_and_the_sentencepiece_vocab(stories
     assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
 
 
-def test_q8_0_falls_back_to_f16_where_rows_do_not_split_into_blocks(tmp_path: Path) -> None:
+def test_widths_are_rounded_to_whole_blocks_with_zero_channels_and_q8_0_falls_back_otherwise(tmp_path: Path) -> None:
     folder = pruned_checkpoint(tmp_path / "ckpt", case="no-kv-group")
-    export(folder, tmp_path / "q.gguf", "gguf", dtype="q8_0")
+    kept = json.loads((folder / "config.json").read_text())["layer_intermediate_sizes"]
+    assert any(width % 32 for width in kept)  # the pruning left widths that are not whole blocks
+    export(folder, tmp_path / "a.gguf", "gguf", dtype="q8_0")  # align=32 by default
+    fields, tensors = read(tmp_path / "a.gguf")
+    assert list(fields["deci.feed_forward_length"]) == [-(-max(w, 1) // 32) * 32 for w in kept]
+    for i, width in enumerate(kept):
+        assert tensors[f"blk.{i}.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0
+        up = gguf.quants.dequantize(tensors[f"blk.{i}.ffn_up.weight"].data, gguf.GGMLQuantizationType.Q8_0)
+        assert np.all(up[width:] == 0) and np.any(up[:width] != 0)  # the appended channels are zero
+    export(folder, tmp_path / "q.gguf", "gguf", dtype="q8_0", align=1)
     fields, tensors = read(tmp_path / "q.gguf")
-    assert tensors["blk.1.ffn_up.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0  # rows of 32
-    widths = fields["deci.feed_forward_length"]
-    down = tensors["blk.1.ffn_down.weight"].tensor_type  # rows of `width` values
-    assert down == (gguf.GGMLQuantizationType.Q8_0 if widths[1] % 32 == 0 else gguf.GGMLQuantizationType.F16)
+    assert list(fields["deci.feed_forward_length"]) == [max(w, 1) for w in kept]
+    for i, width in enumerate(kept):  # rows of `width` values: F16 unless they split into 32-value blocks
+        want = gguf.GGMLQuantizationType.Q8_0 if width % 32 == 0 else gguf.GGMLQuantizationType.F16
+        assert tensors[f"blk.{i}.ffn_down.weight"].tensor_type == want
 
 
 def test_unsupported_inputs_are_refused_with_the_reason(tmp_path: Path) -> None:
@@ -139,10 +149,11 @@ def test_unsupported_inputs_are_refused_with_the_reason(tmp_path: Path) -> None:
 
 
 @needs_llamacpp
+@pytest.mark.parametrize("align", [1, 32])
 @pytest.mark.parametrize("case", list(CASES))
-def test_llamacpp_logits_equal_transformers_for_every_pruned_layout(case: str, tmp_path: Path) -> None:
+def test_llamacpp_logits_equal_transformers_for_every_pruned_layout(case: str, align: int, tmp_path: Path) -> None:
     folder = pruned_checkpoint(tmp_path / "ckpt", case=case)
-    export(folder, tmp_path / "m.gguf", "gguf", dtype="f32")
+    export(folder, tmp_path / "m.gguf", "gguf", dtype="f32", align=align)
     worst, top1 = compare(tmp_path / "m.gguf", folder, exact=True)
     assert top1 == 1.0 and worst < 1e-4, (worst, top1)
 
