@@ -17,6 +17,8 @@ from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
+from gisp_service.api.ui.router import router as ui_router
+from gisp_service.api.webhooks.router import router as webhooks_router
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings
 from gisp_service.db.migrate import upgrade
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
+    app.include_router(webhooks_router)
+    app.include_router(ui_router)
     openapi.install(app)
     return app
 

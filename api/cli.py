@@ -17,7 +17,9 @@ SERVICE_MODULES = ("fastapi", "uvicorn", "celery", "sqlalchemy", "alembic", "pyd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="run the API and one pruning worker (embedded default)")
+    serve = subparsers.add_parser(
+        "serve", help="run the API, one pruning worker and a webhook worker (embedded default)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
@@ -89,6 +91,15 @@ def worker_command(queue: str) -> list[str]:
     ]
 
 
+def webhook_worker_command(queue: str, threads: int = 4) -> list[str]:
+    """A worker for webhook deliveries: many at once in threads (they wait on the network), apart
+    from the pruning worker, whose one slot a long job holds."""
+    command = worker_command(queue)
+    command[command.index("--concurrency") + 1] = str(threads)
+    command[command.index("--pool") + 1] = "threads"
+    return command
+
+
 def _raise_exit(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -107,17 +118,20 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM into an
     # exception (as SIGINT already is) so that the worker below is always stopped too
     signal.signal(signal.SIGTERM, _raise_exit)
-    worker = None
+    workers = []
     if not args.no_worker:
-        worker = subprocess.Popen(worker_command(settings.queue), env=os.environ.copy())
+        workers.append(subprocess.Popen(worker_command(settings.queue), env=os.environ.copy()))
+        workers.append(subprocess.Popen(webhook_worker_command(settings.webhook_queue), env=os.environ.copy()))
     try:
         config = uvicorn.Config("gisp_service.api.app:app", host=args.host, port=args.port, log_level=args.log_level)
         uvicorn.Server(config).run()  # returns (or raises, see above) on Ctrl-C or SIGTERM
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)  # warm shutdown: the current step finishes, the job resumes later
+        for worker in workers:
+            if worker.poll() is None:  # warm shutdown: the current step finishes, the job resumes later
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:

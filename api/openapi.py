@@ -43,7 +43,7 @@ def _rename_pages(schema: dict[str, Any]) -> dict[str, Any]:
     for name in [n for n in schema["components"]["schemas"] if n.startswith("Page_") and n.endswith("_")]:
         item = name.removeprefix("Page_").removesuffix("_")
         text = text.replace(f'"{name}"', f'"{item.removesuffix("Out")}Page"')
-        text = text.replace(f"/{name}\"", f"/{item.removesuffix('Out')}Page\"")
+        text = text.replace(f'/{name}"', f'/{item.removesuffix("Out")}Page"')
         text = text.replace(f'"Page[{item}]"', f'"{item.removesuffix("Out")}Page"')
     return json.loads(text)
 

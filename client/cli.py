@@ -80,18 +80,28 @@ def _client(args: argparse.Namespace) -> GispClient:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the client commands to the `gisp` parser."""
-    from gisp.cli import add_setting_arguments
+    from gisp.cli import DATA_HELP, add_column_arguments, add_setting_arguments
 
     common = _common()
 
     p = subparsers.add_parser("submit", parents=[common], help="upload data and submit a pruning job to the service")
     p.add_argument("model", help="hub id (org/name) or the name of a model under the server's model roots")
-    p.add_argument("--data", required=True, help="calibration file (.txt or .jsonl)")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--eval-data", help="separate evaluation file for the checkpoints' metrics")
+    add_column_arguments(p)
     p.set_defaults(setting_names=add_setting_arguments(p, service=True))
     p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job (default: random)")
-    p.add_argument("--wait", action="store_true", help="show progress until the job ends; non-zero exit if it fails")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between progress polls")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the job ends (following its event stream); non-zero exit if it fails",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        help="seconds between polls where no event stream arrives (a proxy strips it)",
+    )
     p.set_defaults(func=_guarded(_submit))
 
     p = subparsers.add_parser("status", parents=[common], help="a service job's status and progress")
@@ -135,7 +145,10 @@ def _submit(args: argparse.Namespace) -> int:
         if path is not None and not Path(path).is_file():
             raise GispClientError(f"{flag} {path!r} is not a file")
     with _client(args) as client:
-        dataset = client.upload_dataset(args.data)
+        from gisp.data.columns import COLUMN_FIELDS
+
+        columns = {name: getattr(args, name) for name in COLUMN_FIELDS if getattr(args, name, None)}
+        dataset = client.upload_dataset(args.data, columns=columns)
         print(
             f"uploaded {args.data}: {dataset['id']} ({dataset['kind']}, {dataset['records']} records)", file=sys.stderr
         )

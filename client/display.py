@@ -90,7 +90,7 @@ def job_summary(job: Job) -> str:
         f"id:          {job['id']}",
         f"status:      {job['status']}",
         f"model:       {job['model']}",
-        f"dataset:     {job['dataset_id']}"
+        f"dataset:     {job['dataset_id'] or 'hub ' + str((job.get('hub_dataset') or {}).get('hub'))}"
         + (f" (eval {job['eval_dataset_id']})" if job.get("eval_dataset_id") else ""),
         f"objective:   {job['objective']}  method: {job['method']}  targets: "
         + ",".join(f"{t:g}" for t in job["targets"]),

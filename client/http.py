@@ -6,6 +6,7 @@ an Idempotency-Key. Downloads resume with `Range` + `If-Range` and are checked a
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -15,11 +16,12 @@ from typing import Any, cast
 
 import httpx
 
-from gisp_service.client import DEFAULT_URL
+from gisp_service.client import DEFAULT_URL, sse
 from gisp_service.client.archive import etag_digest, extract_archive, verify_sha256
 from gisp_service.client.errors import GispAPIError, GispClientError
 from gisp_service.client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
 
+EVENT_STREAM = "text/event-stream"
 RETRIES = 3
 # The first download of a checkpoint waits while the server builds it (a base-model load and an
 # export), so the wait for the first byte is allowed to be much longer than for other calls.
@@ -103,12 +105,16 @@ class GispClient:
 
     # -- datasets ---------------------------------------------------------------------------
 
-    def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
-        """Upload a calibration/evaluation file (.txt or .jsonl); the server validates it."""
+    def upload_dataset(
+        self, path: str | os.PathLike[str], name: str | None = None, columns: dict[str, str] | None = None
+    ) -> Dataset:
+        """Upload a calibration/evaluation file (.txt, .jsonl, or a table: .json, .csv, .parquet,
+        .arrow, a zipped save_to_disk folder); the server validates it. `columns` maps the table's
+        columns (`text_field`, `prompt_field`, ...)."""
         source = Path(path)
         if not source.is_file():
             raise GispClientError(f"data file {str(source)!r} does not exist")
-        data = {"name": name} if name else None
+        data = {**({"name": name} if name else {}), **(columns or {})} or None
         with source.open("rb") as fh:
             files = {"file": (source.name, fh, "application/octet-stream")}
             return cast(Dataset, self._json("POST", "/v1/datasets", files=files, data=data))
@@ -148,6 +154,35 @@ class GispClient:
         """The job's events with `seq > after`, all pages."""
         return list(self._pages(f"/v1/jobs/{job_id}/events", {"after": after}, lambda item: item["seq"]))
 
+    def event_stream(self, job_id: str, after: int = 0, reconnects: int = 3) -> Iterator[Event | None]:
+        """The job's events live (Server-Sent Events), from `seq > after` until the job ends; None
+        for each heartbeat. A dropped connection is resumed with Last-Event-ID. Raises
+        StreamUnavailable when the answer is not an event stream (a proxy that strips it)."""
+        last, failures = after, 0
+        while True:
+            headers = {"Accept": EVENT_STREAM, "Last-Event-ID": str(last)}
+            try:
+                with self._http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _api_error(response)
+                    if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
+                        raise StreamUnavailable(f"the server answered {response.headers.get('content-type')!r}")
+                    for message in sse.messages(response.iter_lines()):
+                        if not message.data:
+                            yield None
+                            continue
+                        event = cast(Event, json.loads(message.data))
+                        last = max(last, int(event["seq"]))
+                        failures = 0
+                        yield event
+                return  # the server closes the stream after the job's last event
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > reconnects:
+                    raise StreamUnavailable(f"the event stream kept failing: {exc!r}") from exc
+                time.sleep(0.5 * failures)
+
     def wait(
         self,
         job_id: str,
@@ -155,18 +190,54 @@ class GispClient:
         poll: float = 1.0,
         timeout: float | None = None,
         on_update: Callable[[Job], None] | None = None,
+        stream: bool = True,
     ) -> Job:
-        """Poll until the job reaches succeeded/failed/cancelled; `on_update` sees every poll."""
+        """Wait until the job reaches succeeded/failed/cancelled; `on_update` sees every change.
+
+        Follows the job's event stream where the server (and any proxy) delivers one, and polls
+        every `poll` seconds otherwise."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        job = self.get_job(job_id)
+        if on_update is not None:
+            on_update(job)
+        if job["status"] in TERMINAL:
+            return job
+        if stream:
+            try:
+                return self._follow(job, deadline, timeout, on_update)
+            except StreamUnavailable:
+                pass
         while True:
             job = self.get_job(job_id)
             if on_update is not None:
                 on_update(job)
             if job["status"] in TERMINAL:
                 return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise GispClientError(f"job {job_id} still {job['status']} after {timeout:g} s")
+            _check_deadline(job, deadline, timeout)
             time.sleep(poll)
+
+    def _follow(
+        self, job: Job, deadline: float | None, timeout: float | None, on_update: Callable[[Job], None] | None
+    ) -> Job:
+        for event in self.event_stream(job["id"]):
+            if event is not None and event["type"] == "step":
+                job["status"] = "running"
+                job["progress"] = {**job.get("progress", {}), **_step_progress(event["data"])}
+                if on_update is not None:
+                    on_update(job)
+            elif event is not None and event["type"] in ("finished", "error", "cancelled", "started", "checkpoint"):
+                job = self.get_job(job["id"])
+                if on_update is not None:
+                    on_update(job)
+                if job["status"] in TERMINAL:
+                    return job
+            _check_deadline(job, deadline, timeout)
+        job = self.get_job(job["id"])
+        if job["status"] not in TERMINAL:
+            raise StreamUnavailable("the event stream ended before the job did")
+        if on_update is not None:
+            on_update(job)
+        return job
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -300,3 +371,16 @@ def _content_range(value: str | None) -> tuple[int, int | None]:
 
 def job_finished(job: Job) -> bool:
     return job["status"] in TERMINAL
+
+
+class StreamUnavailable(GispClientError):
+    """No usable event stream (a proxy stripped it, or it kept failing): the caller polls instead."""
+
+
+def _check_deadline(job: Job, deadline: float | None, timeout: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise GispClientError(f"job {job['id']} still {job['status']} after {timeout:g} s")
+
+
+def _step_progress(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in ("step", "total_steps", "sparsity", "loss") if k in data}

@@ -17,6 +17,8 @@ class Dataset(TypedDict):
     records: int
     bytes: int
     sha256: str
+    canonical_sha256: str
+    columns: dict[str, str]
     created_at: str
 
 
@@ -37,7 +39,8 @@ class Job(TypedDict):
     id: str
     status: JobStatus
     model: str
-    dataset_id: str
+    dataset_id: str | None
+    hub_dataset: dict[str, Any] | None
     eval_dataset_id: str | None
     # the pruning settings, as the server resolved and stored them
     targets: list[float]

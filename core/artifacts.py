@@ -2,8 +2,10 @@
 directory, fsync, rename), so a crash never leaves a half-written file under a final name.
 
 Layout under the root:
-  uploads/<sha256>.<format>         uploaded datasets, by content (an upload is never lost or duplicated)
+  uploads/<sha256>.<format>         uploaded datasets as sent, and the canonical .jsonl made of a table
+                                    (by content: an upload is never lost or duplicated)
   jobs/<job_id>/trajectory.json     a job's resumable state, rewritten every step
+  jobs/<job_id>/hub.jsonl           the rows a job streamed from a hub dataset (canonical .jsonl)
   checkpoints/<ckpt_id>/            a materialized checkpoint folder, and <ckpt_id>.tar beside it
   checkpoints/<ckpt_id>.gguf        the checkpoint as a GGUF file (llama.cpp), built on first request
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -80,6 +82,23 @@ class ArtifactStore:
             raise
         return Path(tmp), digest.hexdigest(), size
 
+    def stage_file(self, write: Callable[[BinaryIO], None], suffix: str) -> tuple[Path, str, int]:
+        """A staged file that `write` fills (e.g. a dataset's canonical .jsonl), with its sha256 and size."""
+        staging = self.root / "uploads" / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with open(tmp, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp), digest.hexdigest(), Path(tmp).stat().st_size
+
     def commit_upload(self, staged: Path, sha256: str, fmt: str) -> Path:
         final = self.upload_path(sha256, fmt)
         if final.exists():
@@ -88,6 +107,9 @@ class ArtifactStore:
             os.replace(staged, final)
             _fsync_dir(final.parent)
         return final
+
+    def hub_data_path(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id / "hub.jsonl"
 
     # trajectories ---------------------------------------------------------------------------
     def trajectory_path(self, job_id: str) -> Path:

@@ -29,12 +29,25 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite:///<data_dir>/gisp.db
     broker_url: str = ""  # default: sqla+sqlite:///<data_dir>/broker.db
     model_roots: str = Field(default_factory=_default_model_roots)
+    # an upload (streamed to disk in 1 MiB chunks, never held in memory) is refused past this size
     max_upload_bytes: int = 512 * 1024 * 1024
+    # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
+    dataset_mirrors: str = ""
+    hub_max_rows: int = 100_000
     auth: Literal["on", "off"] = "on"
     eager_materialize: bool = False
     heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
     reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
     queue: str = "prune"
+    # webhooks: deliveries go to their own queue (a worker with a threads pool sends them); the
+    # worker refuses loopback, link-local and private addresses unless allow_private (tests, closed networks)
+    webhook_queue: str = "webhooks"
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = Field(8, ge=1, le=50)  # per delivery (and per redelivery)
+    webhook_retry_base: float = Field(5.0, gt=0)  # seconds before the first retry, doubling each time
+    webhook_timeout: float = Field(10.0, gt=0)  # seconds an attempt waits for the receiver's answer
+    events_heartbeat: float = 15.0  # seconds between keep-alive comments on a job's event stream
+    events_poll_interval: float = 0.5  # seconds between an event stream's looks at the database
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
     torch_threads: int = 0  # CPU threads for torch in the worker; 0 keeps torch's default
 
@@ -57,8 +70,15 @@ class Settings(BaseSettings):
 
     @property
     def model_root_paths(self) -> list[Path]:
-        parts = self.model_roots.replace(",", ":").split(":")
-        return [Path(p).expanduser() for p in parts if p.strip()]
+        return _paths(self.model_roots)
+
+    @property
+    def dataset_mirror_paths(self) -> list[Path]:
+        return _paths(self.dataset_mirrors)
+
+
+def _paths(value: str) -> list[Path]:
+    return [Path(p).expanduser() for p in value.replace(",", ":").split(":") if p.strip()]
 
 
 @lru_cache

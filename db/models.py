@@ -69,11 +69,15 @@ class Dataset(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(300))
-    format: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))  # of the upload as sent: txt, jsonl, csv, parquet, zip...
     kind: Mapped[str] = mapped_column(String(16))
     records: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the upload as sent, kept in the store
+    # the engine-readable file jobs read (txt or canonical jsonl); the upload itself when it is one
+    canonical_sha256: Mapped[str] = mapped_column(String(64))
+    canonical_format: Mapped[str] = mapped_column(String(16))
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the column mapping given at upload
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)  # soft delete: jobs keep their reference
 
@@ -88,7 +92,9 @@ class Job(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     model: Mapped[str] = mapped_column(String(300))
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
+    # instead of an upload: {"hub", "config", "split", "rows", "columns", "revision"}, streamed by the worker
+    hub_dataset: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     # the engine's PruneSettings.to_dict() (without the worker's device), built once at submit time
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -147,4 +153,46 @@ class Checkpoint(Base):
     # the second artifact: the checkpoint as a GGUF file for llama.cpp, built on its first download
     gguf_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     gguf_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A tenant's endpoint and the events it wants. The secret signs deliveries (Standard
+    Webhooks), so it is stored as is; the API shows it once, at creation."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint; its id is the `webhook-id` every attempt carries."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, retrying, succeeded, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_limit: Mapped[int] = mapped_column(Integer)  # a redelivery raises it by the retry limit
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)  # None: no HTTP answer
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    latency_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -92,12 +92,35 @@ def setting_values(args: argparse.Namespace, names: list[str]) -> dict[str, Any]
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
+DATA_HELP = (
+    "calibration data: .txt, .jsonl, or (with the `data` extra) .json, .csv, .parquet, .arrow, "
+    "a save_to_disk folder or that folder zipped"
+)
+
+
+def add_column_arguments(parser: argparse.ArgumentParser) -> None:
+    """--text-field, --prompt-field, ...: which columns of the data hold the records' parts."""
+    from gisp.data.columns import COLUMN_FIELDS, DEFAULT_NAMES
+
+    group = parser.add_argument_group("columns (one record kind; default: the .jsonl field names)")
+    for name in COLUMN_FIELDS:
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, dest=name, default=None, help=f"column of the {DEFAULT_NAMES[name]!r} field")
+
+
+def columns_from_args(args: argparse.Namespace):
+    from gisp.data.columns import COLUMN_FIELDS, Columns
+
+    return Columns.from_dict({name: getattr(args, name, None) for name in COLUMN_FIELDS})
+
+
 def _prune_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a model locally and export every target")
     p.add_argument("model", help="hub id or local model folder")
-    p.add_argument("--data", required=True, help="calibration file (.txt or .jsonl)")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--eval-data", default=None, help="separate evaluation file for the checkpoints' metrics")
+    add_column_arguments(p)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.set_defaults(func=_run_prune, setting_names=add_setting_arguments(p))
 
@@ -114,8 +137,9 @@ def _run_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for name in ("data", "eval_data"):
         path = getattr(args, name)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not Path(path).exists():
             raise GispError(f"{name.replace('_', ' ')} file {path!r} does not exist", field=name)
+    columns = columns_from_args(args)
 
     class Progress(PruneObserver):
         def __init__(self) -> None:
@@ -128,7 +152,9 @@ def _run_prune(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     progress = Progress()
-    trajectory, prepared = run(args.model, args.data, settings, observer=progress, eval_data=args.eval_data)
+    trajectory, prepared = run(
+        args.model, args.data, settings, observer=progress, eval_data=args.eval_data, columns=columns
+    )
     progress.bar.close()
     del prepared
     paths = export_all(trajectory, out)

@@ -32,10 +32,11 @@ class DataFormatError(GispError):
 
     code = "invalid_data"
 
-    def __init__(self, message: str, line: int | None = None, field: str | None = None) -> None:
-        where = f"line {line}: " if line is not None else ""
+    def __init__(self, message: str, line: int | None = None, field: str | None = None, row: int | None = None) -> None:
+        # a text file's errors name its line; a table's (.csv, .parquet, a hub dataset), its row (1-based)
+        where = f"line {line}: " if line is not None else f"row {row}: " if row is not None else ""
         super().__init__(where + message, field=field)
-        self.line = line
+        self.line, self.row = line, row
 
 
 class PruningStopped(GispError):

@@ -9,9 +9,9 @@ from pathlib import Path
 from torch import nn
 
 from gisp.config import PruneSettings
-from gisp.data import Example, build_examples, inspect_dataset, read_records
+from gisp.data import Columns, Example, build_examples, read_records
 from gisp.data.examples import Mode
-from gisp.data.records import RecordKind
+from gisp.data.records import RecordKind, file_sha256
 from gisp.eval.perplexity import heldout_metrics
 from gisp.loading import LoadedModel, load_model
 from gisp.objectives import get_objective
@@ -38,16 +38,18 @@ def prepare(
     settings: PruneSettings,
     revision: str | None = None,
     eval_data: str | Path | None = None,
+    columns: Columns | None = None,
 ) -> PreparedRun:
     """Validate the data for the objective (before the model is loaded), then load both.
 
     The held-out examples come from `eval_data` when given (`settings.heldout` of them), else
-    they are kept out of the calibration data."""
+    they are kept out of the calibration data. `columns` maps a table's columns to the records'
+    fields (the calibration data's; the evaluation data uses the .jsonl names)."""
     objective = get_objective(settings.objective)
-    kind, records = read_records(data)
+    kind, records = read_records(data, columns)
     objective.check(kind)
     eval_records = read_records(eval_data) if eval_data is not None else None
-    sha = inspect_dataset(data).sha256
+    sha = file_sha256(data)
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count
@@ -70,12 +72,14 @@ def run(
     resume: Trajectory | None = None,
     eval_data: str | Path | None = None,
     measure: Measure | None = None,
+    columns: Columns | None = None,
 ) -> tuple[Trajectory, PreparedRun]:
     """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
     checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
-    when one is given (benchmarks measuring several texts)."""
+    when one is given (benchmarks measuring several texts); the dense model is measured the same way
+    once, before the first step (`trajectory.dense_metrics`)."""
     revision = resume.base_revision if resume else None
-    prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data)
+    prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data, columns=columns)
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
     pad_id, heldout = pad_token_id(prepared.loaded.tokenizer), prepared.heldout
     if measure is None and heldout:
@@ -83,5 +87,7 @@ def run(
         def measure(model: nn.Module) -> dict[str, float]:
             return heldout_metrics(model, heldout, pad_id)
 
+    if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
+        trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
     prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
     return trajectory, prepared

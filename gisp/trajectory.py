@@ -62,6 +62,8 @@ class Trajectory:
     structure: Structure | None = None  # after `completed_steps`
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     elapsed_seconds: float = 0.0
+    # the checkpoints' metrics measured on the dense model before the first step: the reference point
+    dense_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -89,6 +91,7 @@ class Trajectory:
             "elapsed_seconds": self.elapsed_seconds,
             "structure": self.structure.to_dict() if self.structure else None,
             "checkpoints": [c.to_dict() for c in self.checkpoints],
+            "dense_metrics": self.dense_metrics,
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class Trajectory:
             total_steps=data["total_steps"],
             completed_steps=data.get("completed_steps", 0),
             elapsed_seconds=data.get("elapsed_seconds", 0.0),
+            dense_metrics=dict(data.get("dense_metrics", {})),
             structure=Structure.from_dict(data["structure"]) if data.get("structure") else None,
             checkpoints=[CheckpointRecord.from_dict(c) for c in data.get("checkpoints", [])],
         )

@@ -46,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=None, help="calibration windows (default: 32; smollm2: 16)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--keep", action="store_true", help="keep a temp data directory (and the download) at exit")
+    p.add_argument("--stay", action="store_true", help="keep the server (and its dashboard) running until Ctrl-C")
     return p.parse_args()
 
 
@@ -203,6 +204,9 @@ def main() -> int:
         with GispClient(url, key) as client:
             wait_ready(client, server, log)
             print(f"ready after {time.perf_counter() - started:.1f} s")
+            ui_key = gisp("admin", "create-key", "--tenant", "demo", env=env).strip().splitlines()[-1]
+            say(f"the dashboard: {url}/ui")
+            print(f"sign in with this API key (shown once, for tenant demo): {ui_key}")
 
             say(f"uploading {data}")
             dataset = client.upload_dataset(data, name="tinystories-val")
@@ -269,6 +273,12 @@ def main() -> int:
         if args.llamacpp:
             say("running the GGUF in llama.cpp (llama-cpp-python, greedy)")
             print(f"pruned, llama.cpp: {generate_llamacpp(gguf_file, prompt)}")
+        if args.stay:
+            say(f"the dashboard stays at {url}/ui until Ctrl-C")
+            try:
+                server.wait()
+            except KeyboardInterrupt:
+                pass
     finally:
         say("stopping the server")
         stop(server)

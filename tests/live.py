@@ -68,9 +68,13 @@ def stop(process: subprocess.Popen, grace: float = 40.0) -> None:
 
 
 @contextmanager
-def live_server(data_dir: Path, model_root: Path, *serve_args: str, tenant: str = "live") -> Iterator[LiveServer]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
-    env.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(model_root), HF_HUB_OFFLINE="1")
+def live_server(
+    data_dir: Path, model_root: Path, *serve_args: str, tenant: str = "live", env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """`env` adds settings (GISP_* variables) to the server's environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
+    base.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(model_root), HF_HUB_OFFLINE="1", **(env or {}))
+    env = base
     created = subprocess.run(
         [*GISP, "admin", "create-key", "--tenant", tenant], env=env, capture_output=True, text=True, timeout=120
     )

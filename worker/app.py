@@ -31,7 +31,8 @@ def _transport_options(broker: str) -> dict:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("gisp", broker=settings.broker, set_as_current=False)
+    # the webhook delivery task lives with its domain; `include` registers it in every worker
+    app = Celery("gisp", broker=settings.broker, set_as_current=False, include=["gisp_service.api.webhooks.delivery"])
     app.conf.update(
         task_acks_late=True,
         worker_prefetch_multiplier=1,

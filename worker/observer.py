@@ -10,6 +10,7 @@ import time
 from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Checkpoint
@@ -80,6 +81,7 @@ class JobObserver(PruneObserver):
                     "checkpoint",
                     {"checkpoint_id": row.id, "target_sparsity": record.target, "sparsity": record.sparsity},
                 )
+                webhook_events.checkpoint_created(session, self.rt.settings, row)
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         started = time.perf_counter()

@@ -15,11 +15,12 @@ import gisp
 from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
 from gisp_service.api.checkpoints.materialize import materialize_checkpoint
+from gisp_service.api.datasets.sources import job_data_paths
+from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import utcnow
 from gisp_service.db.repos import checkpoints as checkpoint_repo
-from gisp_service.db.repos import datasets as dataset_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
@@ -81,9 +82,6 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
             return "skipped"
         job = job_repo.get_any(session, job_id)
         assert job is not None
-        data = dataset_repo.get_any(session, job.dataset_id)
-        evaluation = dataset_repo.get_any(session, job.eval_dataset_id) if job.eval_dataset_id else None
-        assert data is not None
         resume_step = 0
         if trajectory_file.is_file():
             resume_step = int(json.loads(trajectory_file.read_text()).get("completed_steps", 0))
@@ -101,10 +99,9 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
     try:
         settings = PruneSettings.from_dict(job.settings, device=rt.settings.device)
         source = model_refs.resolve(job.model, rt.settings.model_root_paths)
-        eval_path = rt.store.upload_path(evaluation.sha256, evaluation.format) if evaluation is not None else None
         observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype)
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
-        data_path = rt.store.upload_path(data.sha256, data.format)
+        data_path, eval_path = job_data_paths(rt, job)
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
         outcome = "succeeded"
     except gisp.PruningStopped:
@@ -150,6 +147,8 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
                     "finished" if outcome == "succeeded" else "cancelled",
                     {"seconds": seconds, "checkpoint_count": count},
                 )
+        if done:
+            webhook_events.job_finished(session, rt.settings, job_id)
     log.info("job %s %s in %.2fs", job_id, outcome, seconds)
     if outcome == "succeeded" and rt.settings.eager_materialize:
         materialize_all(rt, job_id)

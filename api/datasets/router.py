@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from gisp_service.api.datasets import service
-from gisp_service.api.datasets.schemas import DatasetOut, DatasetUpload
+from gisp_service.api.datasets.schemas import ColumnMapping, DatasetOut, DatasetUpload
 from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
@@ -28,7 +28,10 @@ def upload_dataset(
     tenant: str = Depends(current_tenant),
 ):
     """Upload calibration or evaluation data; it is validated with the engine's reader and stored by
-    sha256, so a job never fails later on data the upload accepted."""
+    sha256, so a job never fails later on data the upload accepted. A table (.json, .csv, .parquet,
+    .arrow, a zipped save_to_disk folder) is read with `datasets`; the form's column fields name the
+    columns that hold the records' parts. The body is streamed to disk; past GISP_MAX_UPLOAD_BYTES
+    (512 MiB by default) the upload is refused with 413."""
     service.check_declared_size(request.headers.get("content-length"), ctx.rt.settings.max_upload_bytes)
     with transaction(ctx.rt.sessions) as session:
         return service.upload(
@@ -39,6 +42,7 @@ def upload_dataset(
             form.file.filename or "",
             form.name,
             ctx.rt.settings.max_upload_bytes,
+            service.columns_of(form.model_dump(include=set(ColumnMapping.model_fields))),
         )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from gisp_service.api.deps import ServiceContext, current_tenant, get_ctx, get_session
 from gisp_service.api.errors import problems
-from gisp_service.api.jobs import service
+from gisp_service.api.jobs import service, stream
 from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
+from gisp_service.api.jobs.stream import EVENT_STREAM
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page
 from gisp_service.db.session import transaction
@@ -39,7 +40,9 @@ def submit_job(
 ):
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with transaction(ctx.rt.sessions) as session:
-        job, created = service.create(session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths)
+        job, created = service.create(
+            session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
+        )
         result = service.out(session, job)
     if created:
         try:  # after the commit: a worker must find the row. A failed send is re-sent by the reconciler.
@@ -71,16 +74,43 @@ def get_job(job_id: str, session: Session = Depends(get_session), tenant: str = 
 def cancel_job(job_id: str, ctx: ServiceContext = Depends(get_ctx), tenant: str = Depends(current_tenant)):
     """A queued job is cancelled at once; a running one stops before its next step."""
     with transaction(ctx.rt.sessions) as session:
-        return service.out(session, service.cancel(session, tenant, job_id))
+        return service.out(session, service.cancel(session, tenant, job_id, ctx.rt.settings))
 
 
-@router.get("/{job_id}/events", name="events", response_model=Page[EventOut], responses=problems(404, 422))
+EVENTS_RESPONSES = {
+    200: {
+        "description": "the job's events: a page as JSON, or with `Accept: text/event-stream` a Server-Sent Events "
+        "stream (`id` is the event's seq, `event` its type, `data` the event as JSON; comment lines are heartbeats; "
+        "the stream ends after the job's last event)",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EventPage"}},
+            EVENT_STREAM: {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get(
+    "/{job_id}/events",
+    name="events",
+    response_model=Page[EventOut],
+    responses=EVENTS_RESPONSES | problems(404, 422),
+)
 def job_events(
+    request: Request,
     job_id: str,
     after: int = Query(0, ge=0, description="return events with seq greater than this"),
-    limit: int = Query(100, ge=1, le=1000),
-    session: Session = Depends(get_session),
+    limit: int = Query(100, ge=1, le=1000, description="page size (JSON only)"),
+    last_event_id: str | None = Header(
+        None, alias="Last-Event-ID", max_length=20, description="resume a stream after this seq (sent by EventSource)"
+    ),
+    ctx: ServiceContext = Depends(get_ctx),
     tenant: str = Depends(current_tenant),
 ):
-    """The job's log, oldest first; `seq` is 1, 2, 3… per job."""
-    return service.events(session, tenant, job_id, after, limit)
+    """The job's log, oldest first; `seq` is 1, 2, 3… per job. Ask for `text/event-stream` to
+    follow it live (Server-Sent Events, resumable with Last-Event-ID)."""
+    with ctx.rt.sessions() as session:  # its own short read: a stream must not hold the request's session
+        page = service.events(session, tenant, job_id, after, limit)
+    if stream.wants_stream(request.headers.get("accept")):
+        return stream.event_response(ctx.rt, job_id, stream.resume_point(after, last_event_id))
+    return page

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gisp.config import SettingSpec, setting_specs
+from gisp_service.api.datasets.schemas import ColumnMapping
+from gisp_service.core.model_refs import HUB_ID
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventType = Literal["queued", "started", "step", "checkpoint", "finished", "error", "cancelled"]
@@ -47,6 +49,27 @@ def _response_field(spec: SettingSpec) -> tuple[Any, Any]:
     return annotation, Field(description=spec.help)
 
 
+class HubDataset(BaseModel):
+    """Calibration rows streamed from a Hugging Face hub dataset by the worker when the job
+    starts (the first `rows` rows of the split), instead of an upload."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"hub": "roneneldan/TinyStories", "split": "train", "rows": 2000, "columns": {}}]
+        },
+    )
+
+    hub: str = Field(pattern=HUB_ID.pattern, description="the dataset's hub id, `org/name`")
+    config: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="its configuration")
+    split: str = Field("train", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    rows: int = Field(1000, ge=1, description="rows to stream (at most GISP_HUB_MAX_ROWS)")
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping, description="which columns hold the records' parts (default: a `text` column)"
+    )
+    revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$", description="a commit or tag")
+
+
 class JobRequest(BaseModel):
     """A pruning job. Sparsity is the fraction of attention+MLP parameters removed (embeddings,
     norms and the LM head are not counted)."""
@@ -59,7 +82,10 @@ class JobRequest(BaseModel):
     )
 
     model: str = Field(description="hub id `org/name`, or the name of a model under a configured model root")
-    dataset_id: str = Field(description="the calibration dataset")
+    dataset_id: str | None = Field(None, description="the calibration dataset (an upload); or give `hub_dataset`")
+    hub_dataset: HubDataset | None = Field(
+        None, description="calibration rows from a hub dataset, instead of an upload"
+    )
     eval_dataset_id: str | None = Field(
         None, description="a separate dataset the checkpoints' metrics are measured on (default: held-out calibration)"
     )
@@ -95,6 +121,7 @@ class JobState(BaseModel):
                     "status": "running",
                     "model": "stories260K",
                     "dataset_id": "ds_0193c2a4f1b2a7c3d4e5",
+                    "hub_dataset": None,
                     "eval_dataset_id": None,
                     "targets": [0.2, 0.4],
                     "objective": "perplexity",
@@ -114,7 +141,8 @@ class JobState(BaseModel):
     id: str
     status: JobStatus
     model: str
-    dataset_id: str
+    dataset_id: str | None
+    hub_dataset: HubDataset | None
     eval_dataset_id: str | None
     progress: Progress
     error: JobError | None

@@ -1,5 +1,6 @@
 """Calibration and evaluation data: reading files into records, and records into examples."""
 
+from gisp.data.columns import Columns
 from gisp.data.examples import ChoiceExample, Example, SequenceExample, build_examples
 from gisp.data.records import (
     ChoiceRecord,
@@ -9,11 +10,13 @@ from gisp.data.records import (
     TextRecord,
     inspect_dataset,
     read_records,
+    write_records,
 )
 
 __all__ = [
     "ChoiceExample",
     "ChoiceRecord",
+    "Columns",
     "CompletionRecord",
     "DatasetInfo",
     "Example",
@@ -23,4 +26,5 @@ __all__ = [
     "build_examples",
     "inspect_dataset",
     "read_records",
+    "write_records",
 ]

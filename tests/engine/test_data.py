@@ -86,9 +86,9 @@ def test_objective_rejects_data_of_the_wrong_kind(tmp_path: Path) -> None:
 
 
 def test_unsupported_file_type_and_missing_file(tmp_path: Path) -> None:
-    (tmp_path / "x.csv").write_text("a,b")
-    with pytest.raises(DataFormatError, match=".csv"):
-        read_records(tmp_path / "x.csv")
+    (tmp_path / "x.xlsx").write_text("a,b")
+    with pytest.raises(DataFormatError, match=".xlsx"):
+        read_records(tmp_path / "x.xlsx")
     with pytest.raises(DataFormatError, match="does not exist"):
         read_records(tmp_path / "missing.txt")
 

@@ -41,6 +41,9 @@ def test_prune_to_20_and_40_percent(stories_model: Path, stories_text: Path, tmp
     assert all(p == p and p < 1e4 for p in ppl)  # finite
     assert dense < ppl[0] < ppl[1]
     assert all("perplexity" in r.metrics for r in trajectory.checkpoints)
+    # the dense model is measured like the checkpoints, before the first step, and kept when saved
+    assert trajectory.dense_metrics["perplexity"] < trajectory.checkpoints[0].metrics["perplexity"]
+    assert type(trajectory).from_dict(trajectory.to_dict()).dense_metrics == trajectory.dense_metrics
 
     # the exported folder loads where `gisp` cannot be imported
     result = subprocess.run(
@@ -190,3 +193,17 @@ def test_trajectory_records_a_local_base_absolutely(stories_model: Path, tmp_pat
     monkeypatch.chdir(stories_model.parent)
     loaded = load_model(stories_model.name)
     assert Path(loaded.source).is_absolute() and Path(loaded.source) == stories_model.resolve()
+
+
+def test_cli_prunes_on_a_parquet_column(stories_model: Path, stories_text: Path, tmp_path: Path, capsys) -> None:
+    """`gisp prune --data x.parquet --text-field body` reads the column the mapping names."""
+    datasets = pytest.importorskip("datasets", reason="the `data` extra (datasets) is not installed")
+    paragraphs = [p for p in stories_text.read_text().split("\n\n") if p.strip()][:200]
+    data = tmp_path / "stories.parquet"
+    datasets.Dataset.from_list([{"id": i, "body": p} for i, p in enumerate(paragraphs)]).to_parquet(str(data))
+    common = ["prune", str(stories_model), "--data", str(data), "--targets", "0.25", "--steps", "1"]
+    common += ["--samples", "4", "--seq-len", "64", "--out", str(tmp_path / "out"), "--json"]
+    assert main([*common, "--text-field", "body"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"][0]["target"] == 0.25
+    assert main([*common, "--text-field", "missing"]) == 1
+    assert "row 1: missing field 'missing'" in capsys.readouterr().err

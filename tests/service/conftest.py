@@ -190,6 +190,7 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
         "GISP_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "GISP_AUTH": "on",
         "GISP_TORCH_THREADS": "1",
+        "GISP_DATASET_MIRRORS": str(data_dir / "mirrors"),  # hub ids the worker reads from local folders
         "HF_HUB_OFFLINE": "1",  # a hub id that is not cached fails at once instead of retrying the network
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }

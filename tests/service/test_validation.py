@@ -71,7 +71,7 @@ def test_invalid_upload_content_names_line_and_field(service):
     )
     body = problem(response, 422)
     assert "file" in fields(body) and "line 2" in body["detail"] and "text" in body["detail"]
-    wrong_type = service.client.post("/v1/datasets", files={"file": ("x.csv", b"a,b")}, headers=service.headers())
+    wrong_type = service.client.post("/v1/datasets", files={"file": ("x.xlsx", b"a,b")}, headers=service.headers())
     assert "file" in fields(problem(wrong_type, 422))
     missing = service.client.post("/v1/datasets", headers=service.headers())
     assert "file" in fields(problem(missing, 422))
