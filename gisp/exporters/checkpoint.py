@@ -5,7 +5,6 @@ tensor besides what it writes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,12 +143,3 @@ class TensorReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def layer_prefix(index: int) -> str:
-    return f"model.layers.{index}."
-
-
-def iter_layer_tensors(reader: TensorReader, index: int) -> Iterator[str]:
-    prefix = layer_prefix(index)
-    return (name for name in reader.names() if name.startswith(prefix))
