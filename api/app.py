@@ -1,16 +1,21 @@
 """The FastAPI application: `uvicorn gisp_service.api.app:app` (OpenAPI docs at /docs).
 
-`create_app(settings)` builds an app bound to one set of settings (tests build several);
-migrations are applied at startup."""
+`create_app(settings)` builds an app bound to one set of settings (tests build several). The
+app never migrates the database: a deploy migrates once before starting it (compose's one-shot
+`migrate` service, `gisp db upgrade`; `gisp serve` and the test fixtures upgrade first)."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from gisp_service.api import errors, openapi
+from gisp_service.api.admission import AdmissionLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
 from gisp_service.api.deps import ServiceContext
@@ -19,26 +24,29 @@ from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ui.router import router as ui_router
 from gisp_service.api.webhooks.router import router as webhooks_router
+from gisp_service.core.logging import configure_logging
 from gisp_service.core.runtime import Runtime
-from gisp_service.core.settings import Settings
-from gisp_service.db.migrate import upgrade
-from gisp_service.worker.app import make_celery
+from gisp_service.core.settings import Settings, get_settings
 
 log = logging.getLogger("gisp.api")
+# beyond GISP_API_CONCURRENCY: threads for what runs outside admission (dependency exits, file
+# chunks of a download after its response started), connections for /readyz and /metrics
+SPARE_THREADS = 8
+SPARE_CONNECTIONS = 2
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    ctx = ServiceContext(Runtime.build(settings), make_celery(settings))
+    ctx = ServiceContext(Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_concurrency + SPARE_THREADS
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(settings.db_url)
         if settings.auth == "off":
             log.warning("GISP_AUTH=off: every request acts as tenant 'default' without a key")
         yield
-        ctx.rt.engine.dispose()
+        ctx.rt.close()
 
     app = FastAPI(
         title="gisp-service",
@@ -50,6 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     app.state.metrics = make_registry(ctx)
     errors.install(app)
+    app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
+    # HTTP request metrics (rate, latency, status) beside the service's collector on /metrics; added
+    # after admission, so it is the outer layer and its latency includes a request's wait there
+    app.state.http_metrics = CollectorRegistry(auto_describe=True)
+    Instrumentator(registry=app.state.http_metrics, excluded_handlers=["^/metrics$"]).instrument(app)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
     app.include_router(webhooks_router)
@@ -58,4 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+_served: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`app`, what `uvicorn gisp_service.api.app:app` serves, made (with the process's logging set
+    up) when first asked for, in each uvicorn process; importing this module for `create_app`
+    (tests, scripts) builds nothing and leaves logging alone."""
+    global _served
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _served is None:
+        configure_logging(get_settings().log_level, get_settings().log_format)
+        _served = create_app()
+    return _served

@@ -5,7 +5,6 @@ run without the service extra says which extra to install."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import subprocess
@@ -13,7 +12,16 @@ import sys
 
 from gisp.cli import require_extra
 
-SERVICE_MODULES = ("fastapi", "uvicorn", "celery", "sqlalchemy", "alembic", "pydantic_settings")
+SERVICE_MODULES = (
+    "fastapi",
+    "uvicorn",
+    "celery",
+    "sqlalchemy",
+    "alembic",
+    "pydantic_settings",
+    "structlog",
+    "prometheus_fastapi_instrumentator",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,13 +116,15 @@ def _serve(args: argparse.Namespace) -> int:
     require_extra("service", *SERVICE_MODULES)
     import uvicorn
 
+    from gisp_service.core.logging import configure_logging
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ["GISP_LOG_LEVEL"] = args.log_level.upper()  # the app, made when uvicorn asks for it, reads it
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.db_url)
+    upgrade(settings.db_url)  # before the app starts: the app itself never migrates
     # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM into an
     # exception (as SIGINT already is) so that the worker below is always stopped too
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -123,7 +133,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers.append(subprocess.Popen(worker_command(settings.queue), env=os.environ.copy()))
         workers.append(subprocess.Popen(webhook_worker_command(settings.webhook_queue), env=os.environ.copy()))
     try:
-        config = uvicorn.Config("gisp_service.api.app:app", host=args.host, port=args.port, log_level=args.log_level)
+        config = uvicorn.Config(
+            "gisp_service.api.app:app", host=args.host, port=args.port, log_level=args.log_level, log_config=None
+        )  # log_config=None: uvicorn's loggers go through ours (configure_logging) instead of its own handlers
         uvicorn.Server(config).run()  # returns (or raises, see above) on Ctrl-C or SIGTERM
     except (KeyboardInterrupt, SystemExit):
         pass

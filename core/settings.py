@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     events_poll_interval: float = 0.5  # seconds between an event stream's looks at the database
     device: str = "cpu"  # where the worker runs the engine (cuda on GPU workers)
     torch_threads: int = 0  # CPU threads for torch in the worker; 0 keeps torch's default
+    # requests one API process handles at once; more wait their turn (the thread pool and the
+    # database pool are sized from it, so an admitted request never waits for either)
+    api_concurrency: int = Field(default=32, ge=1)
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"  # json: one object per line, for log collectors
 
     @field_validator("data_dir")
     @classmethod

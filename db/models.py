@@ -132,6 +132,17 @@ class JobEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class StepDurationBucket(Base):
+    """How many pruning steps took up to `le` seconds (and more than the bound below), with
+    their total seconds: kept as steps are written, so /metrics reads a dozen rows instead of
+    every step event ever written."""
+
+    __tablename__ = "step_duration_buckets"
+    le: Mapped[str] = mapped_column(String(16), primary_key=True)  # Prometheus' label: "0.5", "+Inf"
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "target_sparsity", name="uq_checkpoints_job_target"),)

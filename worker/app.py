@@ -1,87 +1,63 @@
-"""The Celery app: `celery -A gisp_service.worker.app worker -Q prune --concurrency 1 --pool solo`.
+"""The worker's entry point: `celery -A gisp_service.worker.app worker -Q prune` (embedded:
+`--pool solo`; production, docker/entrypoint-worker.sh: `--pool prefork --max-tasks-per-child 1`).
 
-Late acks, prefetch 1 and reject-on-worker-lost make a message outlive a crashed worker where
-the broker supports redelivery; the database decides whether a delivered job still needs work,
-and the reconciler re-queues jobs whose worker died where the broker does not redeliver.
+It holds the Celery app, the one task (it carries only a job id) and the signal handlers that
+give each process its own runtime and run the reconciler beside the pool. The broker client
+(app factory, enqueue, queue depth) is `gisp_service.core.queue`, which the API uses too.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
-from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
-
-from gisp_service.core.settings import Settings, get_settings
-
-TASK_NAME = "gisp.prune"
-log = logging.getLogger("gisp.worker")
-
-
-def _transport_options(broker: str) -> dict:
-    if broker.startswith("sqla+sqlite"):
-        # the SQLAlchemy transport hands its options to create_engine: wait for SQLite's lock
-        # (the API sends while the worker polls) instead of failing after the default 5 s
-        return {"connect_args": {"timeout": 30}}
-    if broker.startswith("sqla+"):
-        return {}
-    return {"polling_interval": 0.5}
-
-
-def make_celery(settings: Settings) -> Celery:
-    # the webhook delivery task lives with its domain; `include` registers it in every worker
-    app = Celery("gisp", broker=settings.broker, set_as_current=False, include=["gisp_service.api.webhooks.delivery"])
-    app.conf.update(
-        task_acks_late=True,
-        worker_prefetch_multiplier=1,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        task_default_queue=settings.queue,
-        task_routes={TASK_NAME: {"queue": settings.queue}},
-        broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(settings.broker),
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-    )
-    return app
-
-
-def enqueue(celery_app: Celery, settings: Settings, job_id: str) -> None:
-    celery_app.send_task(TASK_NAME, args=[job_id], queue=settings.queue)
-
+from gisp_service.core.logging import bind_log_context, clear_log_context, configure_logging
+from gisp_service.core.queue import TASK_NAME, make_celery
+from gisp_service.core.runtime import Runtime
+from gisp_service.core.settings import get_settings
+from gisp_service.worker.process import SHUTDOWN_REQUESTED, ProcessRuntime, worker_id
+from gisp_service.worker.reconciler import ReconcilerThread
 
 app = make_celery(get_settings())
+# The runtime of the tasks of this process: with --pool solo, the worker's own process; with
+# prefork, each child (built after its fork, never the parent's).
+task_runtime = ProcessRuntime(lambda: Runtime.build(get_settings(), celery=app))
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@app.task(name=TASK_NAME, bind=True, acks_late=True)
-def prune(self, job_id: str) -> str:
+@app.task(name=TASK_NAME)
+def prune(job_id: str) -> str:
+    # imported here, not at the top: it loads torch, and `celery -A ... inspect ping` (the image's
+    # healthcheck) loads this module too; `_warm_up` imports it once in the worker
     from gisp_service.worker.runner import run_job
 
-    return run_job(job_id, worker_id())
+    clear_log_context()  # nothing of the previous task rides on this one's lines
+    bind_log_context(job_id=job_id, worker_id=worker_id())
+    try:
+        return run_job(job_id, worker_id(), task_runtime.get())
+    finally:
+        clear_log_context()
 
 
-_reconciler = None
+_reconciler: ReconcilerThread | None = None
 
 
-@worker_ready.connect
-def _start_reconciler(sender=None, **_kwargs) -> None:
-    from gisp_service.worker.reconciler import ReconcilerThread
-
-    global _reconciler
-    _reconciler = ReconcilerThread(get_settings(), app)
-    _reconciler.start()
+@setup_logging.connect
+def _configure_logging(loglevel=None, **_kwargs) -> None:
+    """Connected, so Celery leaves the root logger to `configure_logging` (children inherit it)."""
+    configure_logging(loglevel or get_settings().log_level, get_settings().log_format)
 
 
 @worker_init.connect
 def _warm_up(sender=None, **_kwargs) -> None:
     """Import the engine (torch, transformers) before taking messages, so that a delivered job is
-    claimed at once rather than after seconds of imports."""
+    claimed at once rather than after seconds of imports (prefork children inherit the imports)."""
     import torch
 
     import gisp_service.worker.runner  # noqa: F401
@@ -91,29 +67,31 @@ def _warm_up(sender=None, **_kwargs) -> None:
         torch.set_num_threads(threads)
 
 
+@worker_process_init.connect
+def _own_connections(sender=None, **_kwargs) -> None:
+    """A prefork child: its own database pool, not the parent's."""
+    task_runtime.after_fork()
+
+
+@worker_process_shutdown.connect
+def _close_child(sender=None, **_kwargs) -> None:
+    task_runtime.close()
+
+
+@worker_ready.connect
+def _start_reconciler(sender=None, **_kwargs) -> None:
+    global _reconciler
+    _reconciler = ReconcilerThread(get_settings(), app)
+    _reconciler.start()
+
+
 @worker_shutting_down.connect
 def _flag_shutdown(sender=None, **_kwargs) -> None:
-    from gisp_service.worker.runtime import SHUTTING_DOWN
-
-    SHUTTING_DOWN.set()
+    SHUTDOWN_REQUESTED.set()
 
 
 @worker_shutdown.connect
-def _stop_reconciler(sender=None, **_kwargs) -> None:
+def _stop(sender=None, **_kwargs) -> None:
     if _reconciler is not None:
         _reconciler.stop()
-
-
-def queue_depth(celery_app: Celery, queue: str) -> int:
-    """Messages waiting in the queue (not those a worker holds); raises when the broker is down."""
-    from kombu.exceptions import ChannelError
-
-    with celery_app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
-        channel = connection.channel()
-        try:
-            return int(channel.queue_declare(queue=queue, passive=True).message_count)
-        except ChannelError:
-            return 0  # never declared: nothing was ever sent
-        finally:
-            channel.close()
+    task_runtime.close()

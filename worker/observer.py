@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
@@ -18,9 +19,10 @@ from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.runtime import SHUTTING_DOWN
+from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
 log = logging.getLogger("gisp.worker")
+StopReason = Literal["cancelled", "lost", "interrupted"]
 
 
 def checkpoint_row(job_id: str, tenant_id: str, record: CheckpointRecord, dtype: str) -> Checkpoint:
@@ -52,21 +54,21 @@ class JobObserver(PruneObserver):
         dtype: str,
     ) -> None:
         self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
-        self.lost = False  # another worker owns the job now (we were presumed dead)
-        self.cancelled = False
-        self.interrupted = False  # this worker is shutting down
+        # why the engine was asked to stop: "cancelled" (by the user), "lost" (another worker owns
+        # the job now: this one was presumed dead) or "interrupted" (this worker is shutting down)
+        self.stop_reason: StopReason | None = None
 
     def should_stop(self) -> bool:
-        if SHUTTING_DOWN.is_set():
-            self.interrupted = True
-            return True
-        with transaction(self.rt.sessions) as session:
-            job = job_repo.get_any(session, self.job_id)
-            if job is None or job.lease != self.lease or job.status != "running":
-                self.lost = True
-            elif job.cancel_requested:
-                self.cancelled = True
-        return self.lost or self.cancelled
+        if self.stop_reason is None and SHUTDOWN_REQUESTED.is_set():
+            self.stop_reason = "interrupted"
+        if self.stop_reason is None:
+            with transaction(self.rt.sessions) as session:
+                job = job_repo.get_any(session, self.job_id)
+                if job is None or job.lease != self.lease or job.status != "running":
+                    self.stop_reason = "lost"
+                elif job.cancel_requested:
+                    self.stop_reason = "cancelled"
+        return self.stop_reason is not None
 
     def on_checkpoint(self, record: CheckpointRecord) -> None:
         """Register the checkpoint (the engine has measured it already)."""
@@ -115,5 +117,7 @@ class JobObserver(PruneObserver):
                     },
                     duration=report.seconds,
                 )
-        self.lost = self.lost or not owned
+                event_repo.count_step_duration(session, report.seconds)
+        if not owned and self.stop_reason is None:
+            self.stop_reason = "lost"
         log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)

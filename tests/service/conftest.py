@@ -168,20 +168,8 @@ class Service:
         return self.client.app.state.ctx.rt
 
 
-@pytest.fixture(scope="session")
-def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
-    import torch
-    from fastapi.testclient import TestClient
-
-    from gisp_service.api.app import create_app
-    from gisp_service.core.runtime import Runtime
-    from gisp_service.core.settings import Settings
-    from gisp_service.db.migrate import upgrade
-    from gisp_service.db.repos.tenants import create_key
-    from gisp_service.db.session import transaction
-
-    torch.set_num_threads(1)  # the test process materializes checkpoints; keep it off the worker's core
-    data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")
+def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
+    """The service's environment in the tests: short heartbeats and reconcile passes, one torch thread."""
     env = {
         "GISP_DATA_DIR": str(data_dir),
         "GISP_MODEL_ROOTS": str(MODEL_ROOT),
@@ -198,6 +186,24 @@ def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
         env["GISP_DATABASE_URL"] = backend.database_url
     if backend.broker_url:
         env["GISP_BROKER_URL"] = backend.broker_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
+    import torch
+    from fastapi.testclient import TestClient
+
+    from gisp_service.api.app import create_app
+    from gisp_service.core.runtime import Runtime
+    from gisp_service.core.settings import Settings
+    from gisp_service.db.migrate import upgrade
+    from gisp_service.db.repos.tenants import create_key
+    from gisp_service.db.session import transaction
+
+    torch.set_num_threads(1)  # the test process materializes checkpoints; keep it off the worker's core
+    data_dir = tmp_path_factory.mktemp(f"gisp-{backend.name}")
+    env = service_env(backend, data_dir)
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     settings = Settings(**{k.removeprefix("GISP_").lower(): v for k, v in env.items()})
     upgrade(settings.db_url)

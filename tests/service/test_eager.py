@@ -18,9 +18,11 @@ def test_eager_materialization(assets, tmp_path):
     from gisp_service.api.app import create_app
     from gisp_service.core.runtime import Runtime
     from gisp_service.core.settings import Settings
+    from gisp_service.db.migrate import upgrade
     from gisp_service.worker.runner import run_job
 
     settings = Settings(data_dir=tmp_path, model_roots=str(MODEL_ROOT), auth="off", eager_materialize=True)
+    upgrade(settings.db_url)  # the app never migrates (a deploy does, once)
     with TestClient(create_app(settings)) as client:
         with TEXT.open("rb") as handle:
             dataset = client.post("/v1/datasets", files={"file": ("t.txt", handle)}).json()

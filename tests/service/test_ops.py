@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.service
@@ -25,17 +27,44 @@ def test_readyz_is_503_when_the_broker_is_unreachable(service, tmp_path):
     assert response.json()["errors"][0]["field"] == "broker"
 
 
-def test_metrics(service, finished_job):
-    text = service.client.get("/metrics").text
+def _scrape(service) -> dict[str, float]:
     values = {}
-    for line in text.splitlines():
+    for line in service.client.get("/metrics").text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
+    return values
+
+
+def _step_events(service) -> int:
+    from sqlalchemy import func, select
+
+    from gisp_service.db.models import JobEvent
+    from gisp_service.db.session import read_session
+
+    with read_session(service.rt.read_sessions) as session:
+        return session.scalar(select(func.count()).where(JobEvent.type == "step"))
+
+
+def test_metrics(service, finished_job):
+    values = _scrape(service)
     assert values['gisp_jobs{status="succeeded"}'] >= 1
     assert values["gisp_step_duration_seconds_count"] >= 4
     assert values['gisp_step_duration_seconds_bucket{le="+Inf"}'] == values["gisp_step_duration_seconds_count"]
     assert values["gisp_queue_depth"] >= 0
+    # the API's own HTTP metrics sit beside the collector
+    assert any(name.startswith("http_requests_total{") and 'handler="/v1/jobs/{job_id}"' in name for name in values)
+
+
+def test_step_histogram_counts_every_step_written(service, finished_job):
+    """Kept as steps are written (a scrape no longer scans the events), it still counts them all."""
+    for _ in range(50):  # a job of another test may be writing steps: compare at a quiet moment
+        before = _step_events(service)
+        count = _scrape(service)["gisp_step_duration_seconds_count"]
+        if _step_events(service) == before:
+            break
+        time.sleep(0.2)
+    assert count == before >= 4
 
 
 def test_openapi_docs(service):
