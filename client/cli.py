@@ -122,7 +122,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--max-params", type=count, help="parameters, e.g. 195000 or 1.5M")
     budget.add_argument("--max-bytes", type=count, help="weight bytes, e.g. 800k or 2Gi")
     budget.add_argument("--max-flops", type=count, help="FLOPs per token")
-    p.add_argument("--out", required=True, help="folder to create (must be absent or empty)")
+    p.add_argument(
+        "--out", required=True, help="folder to create (absent or empty); with --format gguf, the file to write"
+    )
+    p.add_argument(
+        "--format",
+        choices=["hf", "gguf"],
+        default="hf",
+        help="hf: the Hugging Face folder (default); gguf: one GGUF file (f16) that llama.cpp runs",
+    )
     p.set_defaults(func=_guarded(_download))
 
     p = subparsers.add_parser("cancel", parents=[common], help="cancel a queued or running service job")
@@ -196,7 +204,9 @@ def _download(args: argparse.Namespace) -> int:
     if args.max_params is None and args.max_bytes is None and args.max_flops is None:
         raise GispClientError("give at least one budget: --max-params, --max-bytes or --max-flops")
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if args.format == "gguf" and out.exists():
+        raise GispClientError(f"--out {args.out!r} exists")
+    if args.format == "hf" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GispClientError(f"--out {args.out!r} exists and is not empty")
     with _client(args) as client:
         chosen = client.select(
@@ -214,7 +224,7 @@ def _download(args: argparse.Namespace) -> int:
                     bar.total = total
                 bar.update(received - bar.n)
 
-            path = client.download(chosen["id"], out, on_progress=progress)
+            path = client.download(chosen["id"], out, format=args.format, on_progress=progress)
     print(path)
     return 0
 

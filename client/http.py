@@ -26,6 +26,8 @@ RETRIES = 3
 # The first download of a checkpoint waits while the server builds it (a base-model load and an
 # export), so the wait for the first byte is allowed to be much longer than for other calls.
 DOWNLOAD_READ_TIMEOUT = 1800.0
+# download format -> the media type the server sends it as
+DOWNLOAD_FORMATS = {"hf": "application/x-tar", "gguf": "application/octet-stream"}
 
 
 class GispClient:
@@ -264,42 +266,55 @@ class GispClient:
     def download(
         self,
         checkpoint_id: str,
-        out_dir: str | os.PathLike[str],
+        out: str | os.PathLike[str],
         *,
+        format: str = "hf",
         on_progress: Callable[[int, int | None], None] | None = None,
         attempts: int = 5,
     ) -> Path:
-        """Fetch the checkpoint's tar, verify sha256 == ETag, extract it into `out_dir` (absent or empty).
+        """Fetch the checkpoint's artifact and verify sha256 == ETag. `hf`: the tar, extracted into
+        folder `out` (absent or empty); `gguf`: the GGUF file for llama.cpp, written as file `out`.
 
-        The tar is streamed to a temp file beside `out_dir`; an interrupted transfer resumes from
+        The body is streamed to a temp file beside `out`; an interrupted transfer resumes from
         the bytes already on disk (`Range: bytes=N-` with `If-Range: <etag>`), and starts over if
         the server answers 200 because the representation changed.
         """
-        out = Path(out_dir)
+        if format not in DOWNLOAD_FORMATS:
+            raise GispClientError(f"format must be one of {', '.join(DOWNLOAD_FORMATS)}, not {format!r}")
+        out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tar.part", dir=out.parent)
+        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                etag = self._fetch(f"/v1/checkpoints/{checkpoint_id}/download", fh, on_progress, attempts)
+                path = f"/v1/checkpoints/{checkpoint_id}/download" + ("" if format == "hf" else f"?format={format}")
+                etag = self._fetch(path, fh, on_progress, attempts, DOWNLOAD_FORMATS[format])
                 fh.flush()
                 os.fsync(fh.fileno())
             expected = etag_digest(etag)
             if expected is None:
                 raise GispClientError("the server sent no ETag, so the download cannot be verified")
             verify_sha256(part, expected)
-            return extract_archive(part, out)
+            if format == "hf":
+                return extract_archive(part, out)
+            os.replace(part, out)
+            return out
         finally:
             Path(part).unlink(missing_ok=True)
 
     def _fetch(
-        self, path: str, fh: Any, on_progress: Callable[[int, int | None], None] | None, attempts: int
+        self,
+        path: str,
+        fh: Any,
+        on_progress: Callable[[int, int | None], None] | None,
+        attempts: int,
+        accept: str = "application/x-tar",
     ) -> str | None:
         """Stream `path` into `fh`, resuming on transport errors; returns the ETag."""
         etag: str | None = None
         total: int | None = None
         received = 0
         for attempt in range(attempts):
-            headers = {"Accept": "application/x-tar"}
+            headers = {"Accept": accept}
             if received and etag:
                 headers.update({"Range": f"bytes={received}-", "If-Range": etag})
             try:

@@ -87,5 +87,6 @@ class Checkpoint(TypedDict):
     flops_per_token: int
     metrics: dict[str, float]
     layers: list[Layer]
-    sha256: str | None
+    sha256: str | None  # of the tar, once built
+    gguf_sha256: str | None  # of the GGUF file, once built
     created_at: str

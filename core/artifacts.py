@@ -7,6 +7,7 @@ Layout under the root:
   jobs/<job_id>/trajectory.json     a job's resumable state, rewritten every step
   jobs/<job_id>/hub.jsonl           the rows a job streamed from a hub dataset (canonical .jsonl)
   checkpoints/<ckpt_id>/            a materialized checkpoint folder, and <ckpt_id>.tar beside it
+  checkpoints/<ckpt_id>.gguf        the checkpoint as a GGUF file (llama.cpp), built on first request
 """
 
 from __future__ import annotations
@@ -124,3 +125,6 @@ class ArtifactStore:
 
     def checkpoint_tar(self, checkpoint_id: str) -> Path:
         return self.root / "checkpoints" / f"{checkpoint_id}.tar"
+
+    def checkpoint_gguf(self, checkpoint_id: str) -> Path:
+        return self.root / "checkpoints" / f"{checkpoint_id}.gguf"

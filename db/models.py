@@ -161,6 +161,9 @@ class Checkpoint(Base):
     structure: Mapped[dict[str, Any]] = mapped_column(JSON)  # kept indices, enough to rebuild it
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # of the tar, once materialized
     artifact_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    # the second artifact: the checkpoint as a GGUF file for llama.cpp, built on its first download
+    gguf_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    gguf_path: Mapped[str | None] = mapped_column(String(500), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -251,11 +251,45 @@ def _run_eval(args: argparse.Namespace) -> int:
             decode_tokens=args.decode_tokens,
         ),
     }
-    if args.json:
+    print_summary(summary, args.json)
+    return 0
+
+
+def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    """One JSON line, or one aligned `key: value` line per entry."""
+    if as_json:
         print(json.dumps(summary))
-    else:
-        for key, value in summary.items():
-            print(f"{key:>22}: {value}")
+        return
+    width = max(map(len, summary), default=0)
+    for key, value in summary.items():
+        print(f"{key:>{width}}: {value}")
+
+
+def _export_commands(sub: argparse._SubParsersAction) -> None:
+    """One `export-<format>` command per registered exporter, with the exporter's own options."""
+    from gisp.exporters import EXPORTERS
+
+    for name in EXPORTERS.names():
+        exporter = EXPORTERS.get(name)
+        p = sub.add_parser(f"export-{name}", help=f"write a checkpoint as {exporter.help}")
+        p.add_argument(
+            "checkpoint", help="checkpoint folder (or a trajectory.json / `gisp prune` output folder with --target)"
+        )
+        p.add_argument("--out", required=True, help=f"output {'file' if exporter.suffix else 'folder'}")
+        p.add_argument("--target", type=float, default=None, help="which checkpoint of a trajectory")
+        p.add_argument("--json", action="store_true", help="print what was written as JSON")
+        exporter.add_arguments(p)
+        p.set_defaults(func=_run_export, exporter=name)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from gisp.exporters import EXPORTERS, export
+
+    exporter = EXPORTERS.get(args.exporter)
+    if exporter.extra:
+        require_extra(exporter.extra, *exporter.requires)
+    summary = export(args.checkpoint, Path(args.out), args.exporter, args.target, **exporter.options_from_args(args))
+    print_summary(summary, args.json)
     return 0
 
 
@@ -274,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _prune_command(sub)
     _eval_command(sub)
+    _export_commands(sub)
     for entry in entry_points(group="gisp.commands"):
         try:
             register = entry.load()

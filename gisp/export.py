@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
@@ -111,6 +113,34 @@ model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)
 """
 
 
+def copy_sentencepiece_model(tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Keep the base model's sentencepiece `tokenizer.model` beside tokenizer.json: transformers
+    saves only the latter, and llama.cpp's GGUF tokenizer is built from the former."""
+    source = getattr(tokenizer, "vocab_file", None)
+    target = folder / "tokenizer.model"
+    if source and Path(source).name == target.name and Path(source).is_file() and not target.exists():
+        shutil.copyfile(source, target)
+
+
+@contextmanager
+def atomic_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `out_dir`; when the block completes its files are fsynced and it
+    replaces `out_dir` (renamed in one step); when it fails it is removed."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        yield tmp
+        for path in (p for p in tmp.rglob("*") if p.is_file()):
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_checkpoint(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -121,24 +151,14 @@ def save_checkpoint(
 ) -> Path:
     """Write the folder atomically: build it in a temp dir beside `out_dir`, then rename."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_folder(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        copy_sentencepiece_model(tokenizer, tmp)
         (tmp / "config.json").write_text(json.dumps(pruned_config_dict(trajectory, record, adapter_names), indent=2))
         for source in REMOTE_FILES:
             shutil.copyfile(source, tmp / source.name)
         (tmp / "README.md").write_text(model_card(trajectory, record))
-        for path in (p for p in tmp.iterdir() if p.is_file()):
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

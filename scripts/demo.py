@@ -5,6 +5,10 @@ Starts `gisp serve` (SQLite + local broker + one worker) on a fresh data directo
 TinyStories text, prunes stories260K to 20/30/40/50 % sparsity in one job, picks the least-pruned
 checkpoint within a parameter budget, downloads it, loads it with plain transformers and
 generates a story. The server is stopped at the end, whatever happens.
+
+--llamacpp also downloads the checkpoint as a GGUF file (`?format=gguf`) and generates with
+llama.cpp (needs the llamacpp extra). --model smollm2 prunes the real SmolLM2-135M from its GGUF
+file instead (GGUF in, GGUF out: with --llamacpp the whole round trip).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "stories260K"
+MODELS = {"stories260K": "stories260K", "smollm2": "smollm2-135m-instruct-q4_1"}  # --model -> registered name
 TARGETS = [0.2, 0.3, 0.4, 0.5]
 GISP = [sys.executable, "-m", "gisp.cli"]  # the `gisp` command, from this interpreter whatever PATH says
 
@@ -36,8 +40,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", type=Path, help="calibration text (default: $GISP_SHARED/data/tinystories/...)")
     p.add_argument("--data-dir", type=Path, help="service data directory (default: a fresh temp folder)")
     p.add_argument("--budget", type=float, default=0.75, help="max parameters as a fraction of the dense model")
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--model", choices=list(MODELS), default="stories260K", help="base model (default: stories260K)")
+    p.add_argument("--llamacpp", action="store_true", help="also download the GGUF and generate with llama.cpp")
+    p.add_argument("--steps", type=int, default=None, help="schedule steps (default: 8; smollm2: 4)")
+    p.add_argument("--samples", type=int, default=None, help="calibration windows (default: 32; smollm2: 16)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--keep", action="store_true", help="keep a temp data directory (and the download) at exit")
     p.add_argument("--stay", action="store_true", help="keep the server (and its dashboard) running until Ctrl-C")
@@ -105,16 +111,32 @@ def stop(server: subprocess.Popen) -> None:
             time.sleep(0.2)
 
 
+def hf_folder(model_dir: Path) -> Path:
+    """The Hugging Face folder of a base model: itself, or the cached conversion of its GGUF file."""
+    from gisp.gguf_input import converted_folder, gguf_file_of
+
+    gguf_file = gguf_file_of(model_dir)
+    return converted_folder(gguf_file) if gguf_file is not None else model_dir
+
+
 def dense_parameters(model_dir: Path) -> int:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(hf_folder(model_dir)))
     return sum(p.numel() for p in model.parameters())  # tied embeddings counted once, as the service does
 
 
-def generate(folder: Path, prompt: str = "Once upon a time") -> str:
+def generate_llamacpp(gguf_file: Path, prompt: str) -> str:
+    """Greedy text from llama.cpp (2 threads) on the downloaded GGUF file."""
+    from gisp.eval.llamacpp import LlamaCpp
+
+    with LlamaCpp(gguf_file, n_ctx=256, logits=False) as llm:
+        return prompt + llm.greedy(prompt, max_tokens=60)
+
+
+def generate(folder: Path, prompt: str) -> str:
     """A seeded sample (same seed for every model, so the texts are comparable)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -135,8 +157,19 @@ def main() -> int:
     from gisp_service.client import GispAPIError, GispClient
     from gisp_service.client.display import JobProgressBar, checkpoint_table
 
+    if args.llamacpp:
+        from gisp.eval.llamacpp import available
+
+        if not available():
+            print("demo: --llamacpp needs llama-cpp-python: pip install -e '.[llamacpp]'", file=sys.stderr)
+            return 2
+    small = args.model == "stories260K"
+    args.steps = args.steps or (8 if small else 4)
+    args.samples = args.samples or (32 if small else 16)
+    prompt = "Once upon a time" if small else "Once upon a time, there was a little"
+    model_name = MODELS[args.model]
     data = args.data or shared_dir() / "data" / "tinystories" / "tinystories_val.txt"
-    model_dir = shared_dir() / "models" / MODEL
+    model_dir = shared_dir() / "models" / model_name
     for what, path in (("calibration text", data), ("model", model_dir)):
         if not path.exists():
             print(
@@ -182,10 +215,10 @@ def main() -> int:
                 f"{dataset['bytes']:,} bytes, sha256 {dataset['sha256'][:16]}…"
             )
 
-            say(f"submitting: prune {MODEL} to {', '.join(f'{t:.0%}' for t in TARGETS)} sparsity in one job")
+            say(f"submitting: prune {model_name} to {', '.join(f'{t:.0%}' for t in TARGETS)} sparsity in one job")
             job = client.create_job(
                 idempotency_key=str(uuid.uuid4()),
-                model=MODEL,
+                model=model_name,
                 dataset_id=dataset["id"],
                 objective="perplexity",
                 targets=TARGETS,
@@ -226,10 +259,20 @@ def main() -> int:
             files = sorted(p.name for p in folder.iterdir())
             print(f"downloaded, sha256 verified, extracted in {time.perf_counter() - t:.1f} s: {folder}")
             print("files: " + ", ".join(files))
+            if args.llamacpp:
+                gguf_file = out_dir / f"{chosen['id']}.gguf"
+                t = time.perf_counter()
+                client.download(chosen["id"], gguf_file, format="gguf")
+                size = gguf_file.stat().st_size
+                print(f"GGUF (f16, built on first request) downloaded, sha256 verified, {size:,} bytes, "
+                      f"{time.perf_counter() - t:.1f} s: {gguf_file}")  # fmt: skip
 
         say("loading with transformers (AutoModelForCausalLM, trust_remote_code=True) and generating")
-        print(f"pruned ({chosen['parameter_count']:,} parameters): {generate(folder)}")
-        print(f"dense  ({dense:,} parameters): {generate(model_dir)}")
+        print(f"pruned ({chosen['parameter_count']:,} parameters): {generate(folder, prompt)}")
+        print(f"dense  ({dense:,} parameters): {generate(hf_folder(model_dir), prompt)}")
+        if args.llamacpp:
+            say("running the GGUF in llama.cpp (llama-cpp-python, greedy)")
+            print(f"pruned, llama.cpp: {generate_llamacpp(gguf_file, prompt)}")
         if args.stay:
             say(f"the dashboard stays at {url}/ui until Ctrl-C")
             try:

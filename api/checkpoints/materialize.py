@@ -1,8 +1,10 @@
 """Turning a registered checkpoint into a downloadable artifact: rebuild its weights from the
-job's trajectory and the base model, write the Hugging Face folder, pack it into a deterministic
-tar (sorted names, zeroed times and owners, so the same checkpoint always has the same sha256),
-record the sha256. Done once per checkpoint, on first download or eagerly; a file lock keeps two
-processes from doing it twice."""
+job's trajectory and the base model, write the Hugging Face folder, then either pack it into a
+deterministic tar (sorted names, zeroed times and owners, so the same checkpoint always has the
+same sha256) or convert it to a GGUF file for llama.cpp (the engine's `gguf` exporter, f16; also
+deterministic), and record that artifact's sha256. Each artifact is built once per checkpoint, on
+its first download (the tar also eagerly); a file lock per checkpoint keeps two processes from
+building the same one twice."""
 
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import write_transaction
 
+FORMATS = ("hf", "gguf")  # the tar of the Hugging Face folder, the GGUF file
+GGUF_DTYPE = "f16"  # llama.cpp's usual type; `gisp export-gguf` writes others from the tar's folder
+
 
 class NotMaterializable(Exception):
-    """The job's trajectory is missing: nothing can rebuild this checkpoint's weights."""
+    """Nothing can build this artifact: the job's trajectory is missing, or the checkpoint cannot
+    be written in the format asked for (the reason is the message)."""
 
 
 @contextmanager
@@ -79,18 +85,34 @@ def _record_for(checkpoint: Checkpoint):
     )
 
 
+def artifact_path(store: ArtifactStore, checkpoint_id: str, format: str) -> Path:
+    return store.checkpoint_gguf(checkpoint_id) if format == "gguf" else store.checkpoint_tar(checkpoint_id)
+
+
+def _write_gguf(folder: Path, out: Path) -> str:
+    from gisp.exporters import ExportError, export
+    from gisp.gguf_input import file_sha256
+
+    try:
+        export(folder, out, "gguf", dtype=GGUF_DTYPE)
+    except ExportError as exc:
+        raise NotMaterializable(f"it cannot be written as GGUF: {exc.message}") from None
+    return file_sha256(out)
+
+
 def materialize_checkpoint(
     factory: sessionmaker[Session],
     store: ArtifactStore,
     checkpoint_id: str,
     resolve_model: Callable[[str], str],
+    format: str = "hf",
 ) -> tuple[Path, str]:
-    """Return (tar path, sha256), building the tar first if needed."""
+    """Return (artifact path, sha256) of the checkpoint's `format` artifact, building it first if needed."""
     from gisp.export import export_checkpoint
     from gisp.trajectory import Trajectory
 
-    tar_path = store.checkpoint_tar(checkpoint_id)
-    with _file_lock(tar_path.with_suffix(".lock")):
+    out = artifact_path(store, checkpoint_id, format)
+    with _file_lock(store.checkpoint_tar(checkpoint_id).with_suffix(".lock")):
         with write_transaction(factory) as session:
             checkpoint = checkpoint_repo.get_any(session, checkpoint_id)
             if checkpoint is None:
@@ -98,8 +120,9 @@ def materialize_checkpoint(
             job = job_repo.get_any(session, checkpoint.job_id)
             assert job is not None
             model_name = job.model
-        if checkpoint.sha256 and tar_path.is_file():
-            return tar_path, checkpoint.sha256
+        recorded = checkpoint.gguf_sha256 if format == "gguf" else checkpoint.sha256
+        if recorded and out.is_file():
+            return out, recorded
         trajectory_file = store.trajectory_path(checkpoint.job_id)
         if not trajectory_file.is_file():
             raise NotMaterializable(f"job {checkpoint.job_id} has no stored trajectory")
@@ -109,9 +132,11 @@ def materialize_checkpoint(
         if not any(abs(c.target - target) < 1e-9 for c in trajectory.checkpoints):
             trajectory.checkpoints.append(_record_for(checkpoint))  # registered, but its step never completed
         folder = store.checkpoint_dir(checkpoint_id)
-        export_checkpoint(trajectory, target, folder)
-        sha256 = write_deterministic_tar(folder, tar_path)
-        shutil.rmtree(folder, ignore_errors=True)  # the tar is the artifact; no second copy
+        try:
+            export_checkpoint(trajectory, target, folder)
+            sha256 = _write_gguf(folder, out) if format == "gguf" else write_deterministic_tar(folder, out)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the artifact is what is kept; no second copy
         with write_transaction(factory) as session:
-            checkpoint_repo.set_artifact(session, checkpoint_id, sha256, str(tar_path.relative_to(store.root)))
-        return tar_path, sha256
+            checkpoint_repo.set_artifact(session, checkpoint_id, sha256, str(out.relative_to(store.root)), format)
+        return out, sha256

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -16,6 +16,8 @@ from gisp_service.api.schemas import Page
 
 router = APIRouter(tags=["checkpoints"], responses=problems(401), generate_unique_id_function=operation_id)
 TAR = "application/x-tar"
+GGUF = "application/octet-stream"
+BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404))
@@ -53,27 +55,32 @@ def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: TenantId):
     name="download",
     response_class=FileResponse,
     responses={
-        200: {"content": {TAR: {"schema": {"type": "string", "format": "binary"}}}, "description": "the tar"},
-        206: {"content": {TAR: {"schema": {"type": "string", "format": "binary"}}}, "description": "a byte range"},
+        200: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "the tar, or the GGUF file"},
+        206: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "a byte range"},
         304: {"description": "If-None-Match matched the ETag"},
     }
-    | problems(404, 409, 416),
+    | problems(404, 409, 416, 422),
 )
 def download_checkpoint(
     checkpoint_id: str,
     request: Request,
     ctx: AppContext,
     tenant: TenantId,
+    artifact_format: Annotated[
+        Literal["hf", "gguf"],
+        Query(alias="format", description="hf: the Hugging Face folder as a tar; gguf: a GGUF file (f16), llama.cpp"),
+    ] = "hf",
 ):
-    """The checkpoint's Hugging Face folder as a tar (files at the archive root), built on first
-    request and cached. `ETag` is the tar's sha256; Range requests get 206; If-None-Match, 304."""
-    download = service.download(ctx.rt, tenant, checkpoint_id)
+    """The checkpoint's Hugging Face folder as a tar (files at the archive root), or with
+    `format=gguf` as a GGUF file that llama.cpp runs; each built on its first request and cached.
+    `ETag` is that artifact's sha256; Range requests get 206; If-None-Match, 304."""
+    download = service.download(ctx.rt, tenant, checkpoint_id, artifact_format)
     etag = f'"{download.sha256}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
         download.path,
-        media_type=TAR,
+        media_type=download.media_type,
         filename=download.filename,
         headers={"ETag": etag, "X-Checksum-SHA256": download.sha256},
     )

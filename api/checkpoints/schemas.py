@@ -14,7 +14,8 @@ class CheckpointOut(BaseModel):
     """A nested checkpoint. `sparsity` is the fraction of attention+MLP parameters removed;
     `parameter_count` counts the whole model (embeddings and LM head included, tied weights
     once); `bytes` is parameter_count × dtype size, the exact size of the weights in
-    model.safetensors (its small JSON header not counted), known before materializing."""
+    model.safetensors (its small JSON header not counted), known before materializing. `sha256` is
+    the tar's and `gguf_sha256` the GGUF file's, each once that artifact has been built."""
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -31,6 +32,7 @@ class CheckpointOut(BaseModel):
                     "metrics": {"perplexity": 14.2},
                     "layers": [{"kv_groups": 3, "channels": 101}],
                     "sha256": None,
+                    "gguf_sha256": None,
                     "created_at": "2026-12-01T10:01:00Z",
                 }
             ]
@@ -47,4 +49,5 @@ class CheckpointOut(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     layers: list[LayerWidth]
     sha256: str | None
+    gguf_sha256: str | None
     created_at: datetime

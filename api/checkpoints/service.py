@@ -17,12 +17,16 @@ from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.session import read_session
 
+MEDIA_TYPES = {"hf": "application/x-tar", "gguf": "application/octet-stream"}
+SUFFIXES = {"hf": "tar", "gguf": "gguf"}
+
 
 @dataclass(frozen=True)
 class Download:
     path: Path
     sha256: str
     filename: str
+    media_type: str
 
 
 def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint:
@@ -74,23 +78,25 @@ def select(
     )
 
 
-def download(rt: Runtime, tenant_id: str, checkpoint_id: str) -> Download:
-    """The checkpoint's tar, materialized first if needed (outside any request session: it can take
-    a while, and the materializer keeps its own short transactions)."""
+def download(rt: Runtime, tenant_id: str, checkpoint_id: str, format: str = "hf") -> Download:
+    """The checkpoint's tar (`hf`) or GGUF file (`gguf`), materialized first if needed (outside
+    any request session: it can take a while, and the materializer keeps its own short transactions)."""
     with read_session(rt.read_sessions) as session:
         checkpoint = get(session, tenant_id, checkpoint_id)
         job_id, target = checkpoint.job_id, checkpoint.target_sparsity
-    path, sha256 = artifact(rt, checkpoint_id)
-    return Download(path, sha256, f"{job_id}-sparsity-{target:.2f}.tar")
+    path, sha256 = artifact(rt, checkpoint_id, format)
+    filename = f"{job_id}-sparsity-{target:.2f}.{SUFFIXES[format]}"
+    return Download(path, sha256, filename, MEDIA_TYPES[format])
 
 
-def artifact(rt: Runtime, checkpoint_id: str) -> tuple[Path, str]:
+def artifact(rt: Runtime, checkpoint_id: str, format: str = "hf") -> tuple[Path, str]:
     try:
         return materialize_checkpoint(
             rt.sessions,
             rt.store,
             checkpoint_id,
             lambda name: model_refs.resolve(name, rt.settings.model_root_paths),
+            format,
         )
     except NotMaterializable as exc:
         raise ApiProblem(409, f"checkpoint {checkpoint_id!r} cannot be built: {exc}", "checkpoint_id") from None

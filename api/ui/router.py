@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from gisp_service.api.checkpoints import service as checkpoint_service
 from gisp_service.api.datasets import service as dataset_service
 from gisp_service.api.datasets.schemas import ColumnMapping
-from gisp_service.api.deps import ServiceContext, get_ctx
+from gisp_service.api.deps import AppContext
 from gisp_service.api.errors import ApiProblem
 from gisp_service.api.jobs import service as job_service
 from gisp_service.api.jobs import stream
@@ -31,7 +31,7 @@ STATIC = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Signed = Annotated[UiSession, Depends(ui_session)]
-Ctx = Annotated[ServiceContext, Depends(get_ctx)]
+Ctx = AppContext
 log = logging.getLogger("gisp.ui")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 

@@ -52,8 +52,12 @@ get = _scoped.get
 get_any = _scoped.get_any
 
 
-def set_artifact(session: Session, checkpoint_id: str, sha256: str, path: str) -> None:
+def set_artifact(session: Session, checkpoint_id: str, sha256: str, path: str, format: str = "hf") -> None:
+    """Record a built artifact: the tar (`hf`) or the GGUF file (`gguf`)."""
     checkpoint = session.get(Checkpoint, checkpoint_id)
     if checkpoint is not None:
-        checkpoint.sha256, checkpoint.artifact_path = sha256, path
+        if format == "gguf":
+            checkpoint.gguf_sha256, checkpoint.gguf_path = sha256, path
+        else:
+            checkpoint.sha256, checkpoint.artifact_path = sha256, path
         session.flush()

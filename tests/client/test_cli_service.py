@@ -105,6 +105,19 @@ def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path
     assert logits.shape[-1] == 512 and torch.isfinite(logits).all()
     capsys.readouterr()  # transformers' loading bars
 
+    # the same checkpoint as one GGUF file (sha256 checked against the ETag), which llama.cpp runs
+    gguf_file = tmp_path / "model.gguf"
+    args = ["download", job_id, "--max-params", str(budget), "--format", "gguf", "--out", str(gguf_file)]
+    assert main([*args, *flags]) == 0
+    assert Path(capsys.readouterr().out.strip()) == gguf_file and gguf_file.read_bytes()[:4] == b"GGUF"
+    assert main([*args, *flags]) != 0 and "exists" in capsys.readouterr().err  # never overwritten
+    from gisp.eval import llamacpp
+
+    if llamacpp.available():
+        with llamacpp.LlamaCpp(gguf_file, n_ctx=64) as llm:
+            assert llm.tokenize("Once upon a time") == tokenizer("Once upon a time").input_ids
+            assert llm.greedy("Once upon a time", max_tokens=8).strip()
+
     # a transfer cut after 5000 bytes resumes against the real server's Range/If-Range handling
     cut = CutOnce(5000)
     with GispClient(url, key, transport=cut) as client:
@@ -115,7 +128,7 @@ def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path
     # a budget nothing meets, and a job that is not there: one readable line each, non-zero exit
     assert main(["download", job_id, "--max-params", "1000", "--out", str(tmp_path / "none"), *flags]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("gisp: error: 404") and err.count("\n") == 1 and not (tmp_path / "none").exists()
+    assert err.startswith("gisp: error: 404") and err.count("\n") == 1 and not (tmp_path / "none").exists(), err
     assert main(["status", "job_doesnotexist", *flags]) != 0
     assert capsys.readouterr().err.startswith("gisp: error: 404")
     assert main(["status", job_id, "--url", url, "--api-key", "wrong"]) != 0

@@ -7,10 +7,12 @@ import random
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
+    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
@@ -19,6 +21,7 @@ from transformers import (
 from gisp.adapters import adapter_for
 from gisp.data import SequenceExample
 from gisp.loading import LoadedModel
+from tests.conftest import shared_path
 
 VOCAB = 64
 COMMON = dict(
@@ -70,6 +73,37 @@ def tiny_model(family: str, seed: int = 0) -> LoadedModel:
             if name.endswith("bias"):
                 param.normal_(0, 0.1)
     return LoadedModel(model, tokenizer(), adapter_for(config), f"tiny-{family}", None)
+
+
+def real_tokenizer(kind: str) -> PreTrainedTokenizerBase:
+    """A real tokenizer for models that must run in llama.cpp: "spm" is stories260K's sentencepiece
+    tokenizer (512 tokens, with its tokenizer.model), "bpe" SmolLM2's byte-level BPE (49,152 tokens,
+    from the cached conversion of the 135M GGUF file)."""
+    if kind == "spm":
+        return AutoTokenizer.from_pretrained(shared_path("models", "stories260K"))
+    from gisp.gguf_input import converted_folder, gguf_file_of
+
+    gguf_file = gguf_file_of(shared_path("models", "smollm2-135m-instruct-q4_1"))
+    assert gguf_file is not None
+    return AutoTokenizer.from_pretrained(converted_folder(gguf_file))
+
+
+def tiny_lm(family: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0, **overrides) -> LoadedModel:
+    """A tiny random model of `family` over a real tokenizer's vocabulary (4 layers unless overridden)."""
+    config_cls, model_cls, extra = FAMILIES[family]
+    torch.manual_seed(seed)
+    settings = {**COMMON, "num_hidden_layers": 4, "intermediate_size": 48, **extra, **overrides}
+    settings.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    settings["pad_token_id"] = tokenizer.pad_token_id
+    config = config_cls(**settings)
+    model = model_cls(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)
+            elif name.endswith("norm.weight"):  # norms start at one; make them matter too
+                param.uniform_(0.5, 1.5)
+    return LoadedModel(model, tokenizer, adapter_for(config), f"tiny-{family}", None)
 
 
 def random_examples(count: int, length: int, seed: int = 0) -> list[SequenceExample]:
