@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from gisp_service.api.checkpoints import service as checkpoint_service
 from gisp_service.api.datasets import service as dataset_service
 from gisp_service.api.datasets.schemas import ColumnMapping
-from gisp_service.api.deps import AppContext
+from gisp_service.api.deps import AppContext, ServiceContext
 from gisp_service.api.errors import ApiProblem
 from gisp_service.api.jobs import service as job_service
 from gisp_service.api.jobs import stream
