@@ -19,7 +19,8 @@ from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
-from gisp.schedule import linear_goals, nearest_count
+from gisp.schedule import linear_goal, nearest_count
+from gisp.stopping import check_stop, checked
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
 
@@ -40,7 +41,8 @@ class PruneObserver:
     """Hooks a caller can override; the defaults do nothing."""
 
     def should_stop(self) -> bool:
-        """Asked before every step; True stops the run between steps (PruningStopped)."""
+        """Asked before every step and between the items of every long loop inside one (records,
+        calibration batches, checkpoints measured); True stops the run (PruningStopped). Keep it cheap."""
         return False
 
     def on_checkpoint(self, record: CheckpointRecord) -> None:
@@ -97,7 +99,7 @@ def prune(
     method, objective = get_method(settings.method), get_objective(settings.objective)
     device = next(model.parameters()).device
     batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
-    goals = linear_goals(max(settings.targets), trajectory.total_steps)
+    batches = checked(batches, observer.should_stop, "a step's scoring")  # type: ignore[assignment]
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
         adapter.slice_model(model, Structure.full(spec), structure)
@@ -135,7 +137,7 @@ def prune(
         order = ranking.order
         sizes = [spec.unit_params(u.kind) for u in order]
         removed_before = total - structure.kept_params(spec)
-        goal = goals[step - 1]
+        goal = linear_goal(max(settings.targets), trajectory.total_steps, step)
         count = 0
         for target in [t for t in settings.targets if t not in recorded and t <= goal + 1e-9]:
             count = nearest_count(sizes, removed_before, target * total, start=count)
@@ -151,6 +153,7 @@ def prune(
                 structure=kept,
             )
             if measure is not None:
+                check_stop(observer.should_stop, f"the measurement of target {target:g}")
                 with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
                     record.metrics = measure(model)
             observer.on_checkpoint(record)

@@ -17,6 +17,7 @@ from gisp.loading import LoadedModel, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.stopping import StopCheck, check_stop, checked
 from gisp.trajectory import Trajectory
 
 # how held-out data of each kind is measured: text by perplexity, prompt/completion by the
@@ -39,18 +40,26 @@ def prepare(
     revision: str | None = None,
     eval_data: str | Path | None = None,
     columns: Columns | None = None,
+    should_stop: StopCheck | None = None,
 ) -> PreparedRun:
     """Validate the data for the objective (before the model is loaded), then load both.
 
     The held-out examples come from `eval_data` when given (`settings.heldout` of them), else
     they are kept out of the calibration data. `columns` maps a table's columns to the records'
-    fields (the calibration data's; the evaluation data uses the .jsonl names)."""
+    fields (the calibration data's; the evaluation data uses the .jsonl names). `should_stop` is
+    asked between the phases and between the records being tokenized (PruningStopped)."""
     objective = get_objective(settings.objective)
     kind, records = read_records(data, columns)
     objective.check(kind)
+    records = checked(records, should_stop, "data preparation")  # type: ignore[assignment]
+    check_stop(should_stop, "data preparation")
     eval_records = read_records(eval_data) if eval_data is not None else None
+    if eval_records is not None:
+        eval_records = (eval_records[0], checked(eval_records[1], should_stop, "data preparation"))  # type: ignore[assignment]
     sha = file_sha256(data)
+    check_stop(should_stop, "model loading")
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+    check_stop(should_stop, "data preparation")
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count
     calibration, heldout = build_examples(tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out)
@@ -79,7 +88,10 @@ def run(
     when one is given (benchmarks measuring several texts); the dense model is measured the same way
     once, before the first step (`trajectory.dense_metrics`)."""
     revision = resume.base_revision if resume else None
-    prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data, columns=columns)
+    should_stop = observer.should_stop if observer is not None else None
+    prepared = prepare(
+        model, data, settings, revision=revision, eval_data=eval_data, columns=columns, should_stop=should_stop
+    )
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
     pad_id, heldout = pad_token_id(prepared.loaded.tokenizer), prepared.heldout
     if measure is None and heldout:
@@ -88,6 +100,7 @@ def run(
             return heldout_metrics(model, heldout, pad_id)
 
     if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
+        check_stop(should_stop, "the dense model's measurement")
         trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
     prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
     return trajectory, prepared

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def linear_goals(max_target: float, steps: int) -> list[float]:
-    return [max_target * k / steps for k in range(1, steps + 1)]
+def linear_goal(max_target: float, steps: int, step: int) -> float:
+    """The goal of `step` (1-based) of `steps`; computed per step, so no list of `steps` entries
+    (a number the client chose) is ever built."""
+    return max_target * step / steps
 
 
 def nearest_count(unit_params: Sequence[int], already_removed: int, goal_params: float, start: int = 0) -> int:

@@ -122,3 +122,47 @@ def test_bad_settings_name_the_field(field: str, kwargs: dict) -> None:
     with pytest.raises(ConfigError) as info:
         PruneSettings(**kwargs)
     assert info.value.field == field
+
+
+class StopOnCall(PruneObserver):
+    """Says stop from its `n`-th question on: with n=2, during the first step (the first question
+    is the one before step 1)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls, self.steps = n, 0, 0
+
+    def should_stop(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+    def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
+        self.steps += 1
+
+
+def test_a_stop_is_heard_inside_a_step_not_only_between_steps() -> None:
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.5], steps=4, batch_size=2)
+    observer = StopOnCall(2)
+    with pytest.raises(PruningStopped, match="scoring"):
+        prune(loaded, random_examples(8, 16), settings, new_trajectory(loaded, settings, "0" * 64), observer)
+    assert observer.steps == 0  # stopped while scoring step 1's batches
+
+
+def test_a_huge_step_count_materializes_nothing_of_its_size() -> None:
+    """steps is the client's number: the schedule is computed per step, never built as a list."""
+    import tracemalloc
+
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.5], steps=4, batch_size=4)
+    trajectory = new_trajectory(loaded, settings, "0" * 64)
+    trajectory.total_steps = 3_000_000  # as a client's `steps` would set it (service bounds aside)
+    examples = random_examples(8, 16)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PruningStopped):
+            prune(loaded, examples, settings, trajectory, StopAfter(1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert trajectory.completed_steps == 1
+    assert peak < 20 * 1024 * 1024  # a list of 3M goals alone would be ~90 MB
