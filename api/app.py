@@ -6,6 +6,7 @@ app never migrates the database: a deploy migrates once before starting it (comp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
+from gisp_service.api.ops.staging import StagingReclaimer
 from gisp_service.api.ui.router import router as ui_router
 from gisp_service.api.webhooks.router import router as webhooks_router
 from gisp_service.core.logging import configure_logging
@@ -45,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.auth == "off":
             log.warning("GISP_AUTH=off: every request acts as tenant 'default' without a key")
+        sweeper = asyncio.create_task(_app.state.staging.run())  # crashed uploads' files, at start and periodically
         yield
+        sweeper.cancel()
         ctx.rt.close()
 
     app = FastAPI(
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # after admission, so it is the outer layer and its latency includes a request's wait there
     app.state.http_metrics = CollectorRegistry(auto_describe=True)
     Instrumentator(registry=app.state.http_metrics, excluded_handlers=["^/metrics$"]).instrument(app)
+    app.state.staging = StagingReclaimer(ctx.rt.store, settings.staging_max_age, app.state.http_metrics)
     for router in (datasets_router, jobs_router, checkpoints_router, ops_router):
         app.include_router(router)
     app.include_router(webhooks_router)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,7 +64,7 @@ class ArtifactStore:
     def save_upload(self, source: BinaryIO, limit: int, suffix: str) -> tuple[Path, str, int]:
         """Copy a stream into a temp file (failing past `limit` bytes) and return its path,
         sha256 and size. The caller validates it, then `commit_upload` files it by content."""
-        staging = self.root / "uploads" / ".staging"
+        staging = self.staging_dir()
         staging.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
         digest, size = hashlib.sha256(), 0
@@ -84,7 +85,7 @@ class ArtifactStore:
 
     def stage_file(self, write: Callable[[BinaryIO], None], suffix: str) -> tuple[Path, str, int]:
         """A staged file that `write` fills (e.g. a dataset's canonical .jsonl), with its sha256 and size."""
-        staging = self.root / "uploads" / ".staging"
+        staging = self.staging_dir()
         staging.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
         try:
@@ -107,6 +108,24 @@ class ArtifactStore:
             os.replace(staged, final)
             _fsync_dir(final.parent)
         return final
+
+    def staging_dir(self) -> Path:
+        return self.root / "uploads" / ".staging"
+
+    def reclaim_staging(self, max_age: float) -> tuple[int, int]:
+        """Delete staging files untouched for `max_age` seconds: a live upload writes its file
+        at least every chunk, so an older one is what a crashed or killed upload left behind.
+        Returns (files, bytes) reclaimed."""
+        cutoff, files, size = time.time() - max_age, 0, 0
+        for path in self.staging_dir().glob("*") if self.staging_dir().is_dir() else []:
+            try:
+                stat = path.stat()
+                if path.is_file() and stat.st_mtime < cutoff:
+                    path.unlink()
+                    files, size = files + 1, size + stat.st_size
+            except FileNotFoundError:  # committed or reclaimed by another process meanwhile
+                continue
+        return files, size
 
     def hub_data_path(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id / "hub.jsonl"
