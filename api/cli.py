@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 
 from gisp.cli import require_extra
@@ -116,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     require_extra("service", *SERVICE_MODULES)
     import uvicorn
 
+    from gisp_service.api.supervisor import Supervisor
     from gisp_service.core.logging import configure_logging
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
@@ -128,10 +128,11 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal that stopped it once it has shut down; turn SIGTERM into an
     # exception (as SIGINT already is) so that the worker below is always stopped too
     signal.signal(signal.SIGTERM, _raise_exit)
-    workers = []
+    supervisor = None
     if not args.no_worker:
-        workers.append(subprocess.Popen(worker_command(settings.queue), env=os.environ.copy()))
-        workers.append(subprocess.Popen(webhook_worker_command(settings.webhook_queue), env=os.environ.copy()))
+        # a worker that dies is started again
+        supervisor = Supervisor([worker_command(settings.queue), webhook_worker_command(settings.webhook_queue)])
+        supervisor.start()
     try:
         config = uvicorn.Config(
             "gisp_service.api.app:app", host=args.host, port=args.port, log_level=args.log_level, log_config=None
@@ -140,13 +141,6 @@ def _serve(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        for worker in workers:
-            if worker.poll() is None:  # warm shutdown: the current step finishes, the job resumes later
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        if supervisor is not None:
+            supervisor.stop()
     return 0

@@ -31,13 +31,20 @@ class Settings(BaseSettings):
     model_roots: str = Field(default_factory=_default_model_roots)
     # an upload (streamed to disk in 1 MiB chunks, never held in memory) is refused past this size
     max_upload_bytes: int = 512 * 1024 * 1024
+    # an upload's staging file untouched this long was left by a crash (a live upload writes every
+    # chunk); the API deletes such files at start and every quarter of this age
+    staging_max_age: float = Field(3600.0, gt=0)
     # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
     dataset_mirrors: str = ""
     hub_max_rows: int = 100_000
     auth: Literal["on", "off"] = "on"
     eager_materialize: bool = False
-    heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
-    reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs
+    # a dead worker's job is taken over within heartbeat_timeout + reconcile_interval (+ the next
+    # worker's start): 30 + 10 s by default; shorter risks presuming a stalled (not dead) worker dead
+    heartbeat_timeout: float = Field(30.0, gt=0)  # seconds without a heartbeat before a running job counts as dead
+    reconcile_interval: float = Field(10.0, gt=0)  # seconds between the worker's checks for stale jobs
+    max_attempts: int = Field(3, ge=1)  # starts of a job whose worker keeps dying before it fails (worker_lost)
+    job_time_limit: float = Field(86400.0, ge=0)  # seconds a job may run from its first start; 0: no limit
     queue: str = "prune"
     # webhooks: deliveries go to their own queue (a worker with a threads pool sends them); the
     # worker refuses loopback, link-local and private addresses unless allow_private (tests, closed networks)

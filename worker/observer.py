@@ -1,6 +1,6 @@
-"""The engine observer of a service job: reads cancellation from the database before each step,
-registers every checkpoint as it is crossed (with the metrics the engine measured), persists the
-trajectory and progress every step."""
+"""The engine observer of a service job: tells the engine to stop (cancelled, taken over, shutting
+down, over its time limit), registers every checkpoint as it is crossed (with the metrics the
+engine measured), persists the trajectory and progress every step."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 from gisp_service.db.session import write_transaction
+from gisp_service.worker.faults import maybe_die
 from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
 log = logging.getLogger("gisp.worker")
-StopReason = Literal["cancelled", "lost", "interrupted"]
+StopReason = Literal["cancelled", "lost", "interrupted", "timed_out"]
+# the engine asks `should_stop` inside its long loops (every record, batch, step); the database is
+# read at most this often, so a cancel is heard within about a second and a check costs nothing
+STOP_POLL_SECONDS = 1.0
 
 
 def checkpoint_row(job_id: str, tenant_id: str, record: CheckpointRecord, dtype: str) -> Checkpoint:
@@ -52,16 +56,24 @@ class JobObserver(PruneObserver):
         tenant_id: str,
         lease: str,
         dtype: str,
+        deadline: float | None = None,
     ) -> None:
         self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
         # why the engine was asked to stop: "cancelled" (by the user), "lost" (another worker owns
-        # the job now: this one was presumed dead) or "interrupted" (this worker is shutting down)
+        # the job now: this one was presumed dead), "interrupted" (this worker is shutting down) or
+        # "timed_out" (past GISP_JOB_TIME_LIMIT; `deadline` is that moment on time.monotonic())
         self.stop_reason: StopReason | None = None
+        self.deadline = deadline
+        self._next_poll = 0.0
 
     def should_stop(self) -> bool:
         if self.stop_reason is None and SHUTDOWN_REQUESTED.is_set():
             self.stop_reason = "interrupted"
-        if self.stop_reason is None:
+        now = time.monotonic()
+        if self.stop_reason is None and self.deadline is not None and now >= self.deadline:
+            self.stop_reason = "timed_out"
+        if self.stop_reason is None and now >= self._next_poll:
+            self._next_poll = now + STOP_POLL_SECONDS
             with write_transaction(self.rt.sessions) as session:
                 job = job_repo.get_any(session, self.job_id)
                 if job is None or job.lease != self.lease or job.status != "running":
@@ -86,6 +98,7 @@ class JobObserver(PruneObserver):
                 webhook_events.checkpoint_created(session, self.rt.settings, row)
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
+        maybe_die(int(trajectory.settings.get("seed", -1)), report.step)  # tests' fault injection only
         started = time.perf_counter()
         self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())
         done = trajectory.completed_steps

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
+from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core.logging import bind_log_context, bound_log_context
 from gisp_service.core.queue import enqueue, queue_depth
 from gisp_service.core.runtime import Runtime
@@ -35,7 +37,7 @@ def reconcile(rt: Runtime) -> list[str]:
     lost_before = now - timedelta(seconds=rt.settings.heartbeat_timeout * QUEUED_GRACE)
     with write_transaction(rt.sessions) as session:
         candidates = [
-            (j.id, j.status, j.cancel_requested)
+            (j.id, j.status, j.cancel_requested, j.attempts)
             for j in job_repo.stale(session, stale_before)
             if j.status == "running" or j.heartbeat_at < lost_before
         ]
@@ -47,7 +49,7 @@ def reconcile(rt: Runtime) -> list[str]:
         log.warning("broker unreachable; reconciling running jobs only")
         queue_empty = False
     requeued = []
-    for job_id, status, cancel_requested in candidates:
+    for job_id, status, cancel_requested, attempts in candidates:
         if status == "queued" and not queue_empty:
             continue  # its message is most likely still waiting behind others
         # (a message a worker has taken but not yet claimed is not in the queue either: hence the
@@ -56,6 +58,10 @@ def reconcile(rt: Runtime) -> list[str]:
             if cancel_requested:
                 if job_repo.finish(session, job_id, None, "cancelled"):
                     event_repo.append(session, job_id, "cancelled", {"reason": "cancelled while its worker was gone"})
+                    webhook_events.job_finished(session, rt.settings, job_id)
+                continue
+            if status == "running" and attempts >= rt.settings.max_attempts:
+                _fail_lost(session, rt, job_id, attempts, stale_before)
                 continue
             if not job_repo.mark_requeued(session, job_id, stale_before):
                 continue
@@ -65,6 +71,18 @@ def reconcile(rt: Runtime) -> list[str]:
         with bound_log_context(job_id=job_id):
             log.warning("re-queued job %s (was %s with a stale heartbeat)", job_id, status)
     return requeued
+
+
+def _fail_lost(session: Session, rt: Runtime, job_id: str, attempts: int, stale_before: datetime) -> None:
+    message = (
+        f"its worker was lost {attempts} times (the job was started {attempts} times, "
+        f"GISP_MAX_ATTEMPTS={rt.settings.max_attempts}); it is not retried again"
+    )
+    if job_repo.fail_stale(session, job_id, stale_before, "worker_lost", message):
+        event_repo.append(session, job_id, "error", {"code": "worker_lost", "message": message, "attempts": attempts})
+        webhook_events.job_finished(session, rt.settings, job_id)
+        with bound_log_context(job_id=job_id):
+            log.error("job %s failed: %s", job_id, message)
 
 
 class ReconcilerThread(threading.Thread):

@@ -4,12 +4,14 @@ another worker is left alone, so duplicate deliveries never run a job twice."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import gisp
 from gisp.config import PruneSettings
@@ -63,9 +65,21 @@ def _error_for(exc: BaseException) -> tuple[str, str]:
 
     if isinstance(exc, GispError):
         return exc.code, exc.message
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {Path(exc.filename).name}" if exc.filename else ""
+        return "disk_full", f"no space left on the artifact store (GISP_DATA_DIR){where}: {exc.strerror}"
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return "out_of_memory", str(exc).splitlines()[0] if str(exc) else "out of memory"
     return "internal_error", f"{type(exc).__name__}: {exc}"
+
+
+def _deadline(rt: Runtime, started_at: datetime | None) -> float | None:
+    """When (on time.monotonic()) the job passes GISP_JOB_TIME_LIMIT, counted from its first start."""
+    limit = rt.settings.job_time_limit
+    if limit <= 0:
+        return None
+    ran = (utcnow() - started_at).total_seconds() if started_at is not None else 0.0
+    return time.monotonic() + limit - ran
 
 
 def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
@@ -78,7 +92,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
     trajectory_file = rt.store.trajectory_path(job_id)
     with write_transaction(rt.sessions) as session:
-        if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
+        if not job_repo.claim(session, job_id, worker_id, lease, stale_before, rt.settings.max_attempts):
             job = job_repo.get_any(session, job_id)
             log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
             return "skipped"
@@ -102,13 +116,17 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     try:
         settings = PruneSettings.from_dict(job.settings, device=rt.settings.device)
         source = model_refs.resolve(job.model, rt.settings.model_root_paths)
-        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype)
+        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype, _deadline(rt, job.started_at))
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
         data_path, eval_path = job_data_paths(rt, job)
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
         outcome = "succeeded"
     except gisp.PruningStopped:
         outcome = observer.stop_reason if observer is not None and observer.stop_reason else "cancelled"
+        if outcome == "timed_out":
+            outcome, code = "failed", "time_limit"
+            limit = rt.settings.job_time_limit
+            message = f"the job ran longer than its time limit of {limit:g} s (GISP_JOB_TIME_LIMIT)"
     except BaseException as exc:  # noqa: BLE001  (recorded on the job; the worker keeps serving)
         outcome = "failed"
         code, message = _error_for(exc)

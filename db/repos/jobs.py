@@ -40,16 +40,22 @@ def counts_by_status(session: Session) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def claim(session: Session, job_id: str, worker_id: str, lease: str, stale_before: datetime) -> bool:
+def claim(
+    session: Session, job_id: str, worker_id: str, lease: str, stale_before: datetime, max_attempts: int
+) -> bool:
     """Take a job to run: queued, or running with a heartbeat older than `stale_before` (its
-    worker died). Not cancelled, not finished, not alive elsewhere."""
+    worker died) and started fewer than `max_attempts` times (else the reconciler fails it). Not
+    cancelled, not finished, not alive elsewhere."""
     now = utcnow()
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
             Job.cancel_requested.is_(False),
-            or_(Job.status == "queued", (Job.status == "running") & (Job.heartbeat_at < stale_before)),
+            or_(
+                Job.status == "queued",
+                (Job.status == "running") & (Job.heartbeat_at < stale_before) & (Job.attempts < max_attempts),
+            ),
         )
         .values(
             status="running",
@@ -92,6 +98,18 @@ def finish(
     return result.rowcount == 1
 
 
+def fail_stale(session: Session, job_id: str, stale_before: datetime, code: str, message: str) -> bool:
+    """Fail a running job whose heartbeat is still older than `stale_before` (its worker is gone)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.heartbeat_at < stale_before)
+        .values(
+            status="failed", finished_at=utcnow(), eta_seconds=0.0, error_code=code, error_message=message, lease=None
+        )
+    )
+    return result.rowcount == 1
+
+
 def request_cancel(session: Session, job: Job) -> None:
     """Queued jobs are cancelled at once; running ones when their worker reaches the next step."""
     job.cancel_requested = True
@@ -117,10 +135,11 @@ def mark_requeued(session: Session, job_id: str, stale_before: datetime) -> bool
 
 
 def release(session: Session, job_id: str, lease: str) -> bool:
-    """A worker shutting down hands its job back to the queue (it resumes from its trajectory)."""
+    """A worker shutting down hands its job back to the queue (it resumes from its trajectory);
+    an orderly hand-back does not count against the job's attempts."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease == lease, Job.status == "running")
-        .values(status="queued", heartbeat_at=utcnow(), lease=None, worker_id=None)
+        .values(status="queued", heartbeat_at=utcnow(), lease=None, worker_id=None, attempts=Job.attempts - 1)
     )
     return result.rowcount == 1

@@ -1,6 +1,9 @@
 """The OpenAPI document is the contract: the committed openapi.json is what the app serves, and
 schemathesis, driven by that committed schema against a live `gisp serve`, finds no server error,
-no undocumented status code and no undocumented content type."""
+no undocumented status code and no undocumented content type: operation by operation, then in its
+stateful phase, where calls are chained through the ids earlier responses returned (links
+schemathesis infers from the schema) and submitted jobs use the seeded upload, so that the
+operations behind an existing job or dataset are reached with ids that exist."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from tests.live import LiveServer, live_server
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(600)]
 EXAMPLES_PER_OPERATION = 25  # a fixed budget that fits CI (about a minute)
+STATEFUL_SCENARIOS, STATEFUL_STEPS = 40, 6  # the stateful phase's fixed budget (about half a minute)
 
 
 def test_the_committed_schema_is_what_the_app_serves(tmp_path) -> None:
@@ -40,7 +44,7 @@ def test_the_contract_names_security_errors_and_operation_ids() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[LiveServer]:
+def server(tmp_path_factory) -> Iterator[tuple[LiveServer, str]]:
     """A live API (no worker: generated jobs stay queued) with one uploaded dataset."""
     import httpx
 
@@ -49,17 +53,15 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
         text = shared_path("data", "tinystories", "tinystories_val.txt").read_bytes()[:20_000]
         uploaded = httpx.post(f"{live.url}/v1/datasets", files={"file": ("s.txt", text)}, headers=live.headers)
         assert uploaded.status_code == 201, uploaded.text
-        yield live
+        yield live, uploaded.json()["id"]
 
 
-def test_schemathesis_finds_no_undocumented_behaviour(server: LiveServer) -> None:
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
+def _contract_checks() -> list:
+    """What the contract promises; data that fits the schema may still be refused on its content
+    (an unknown dataset id, a text file with no window), so positive-data acceptance is not one."""
     from schemathesis import checks
 
-    # what the contract promises; data that fits the schema may still be refused on its content
-    # (an unknown dataset id, a text file with no window), so positive-data acceptance is not one
-    contract_checks = [
+    return [
         checks.not_a_server_error,
         checks.status_code_conformance,
         checks.content_type_conformance,
@@ -67,6 +69,13 @@ def test_schemathesis_finds_no_undocumented_behaviour(server: LiveServer) -> Non
         checks.response_headers_conformance,
     ]
 
+
+def test_schemathesis_finds_no_undocumented_behaviour(server: tuple[LiveServer, str]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    server, _ = server
+    contract_checks = _contract_checks()
     schema = schemathesis.openapi.from_path(SNAPSHOT)
     failures = []
     for result in schema.get_all_operations():
@@ -82,3 +91,40 @@ def test_schemathesis_finds_no_undocumented_behaviour(server: LiveServer) -> Non
         except Exception as exc:  # noqa: BLE001  (collect every operation's failure, then report them all)
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)[-6000:]
+
+
+def test_schemathesis_stateful_phase_finds_no_undocumented_behaviour(server: tuple[LiveServer, str]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+
+    live, dataset_id = server
+    contract_checks = _contract_checks()
+    reached: set[str] = set()
+
+    class Contract(schemathesis.openapi.from_path(SNAPSHOT).as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case) -> None:
+            # a submitted job names the seeded upload and a real model, so it is accepted and the
+            # operations linked to it (get, events, cancel, checkpoints) see an id that exists
+            if case.operation.label == "POST /v1/jobs" and isinstance(case.body, dict):
+                case.body = {**case.body, "model": "stories260K", "dataset_id": dataset_id}
+                case.body.pop("hub_dataset", None)
+
+        def get_call_kwargs(self, case) -> dict:
+            return {"base_url": live.url, "headers": live.headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            if response.status_code < 400:
+                reached.add(case.operation.label)
+            case.validate_response(response, checks=contract_checks, transport_kwargs=kwargs)
+
+    Contract.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,  # the same scenarios on every run: a failure reproduces
+        )
+    )
+    # the chaining worked: operations on an existing job were answered, not only 404s
+    assert {"POST /v1/jobs", "GET /v1/jobs/{job_id}"} <= reached, reached
