@@ -40,6 +40,7 @@ WHY = {
     416: "the requested range is not satisfiable",
     422: "invalid input; `errors` names each offending field",
     503: "a dependency (database, broker) does not answer",
+    507: "the server's storage is full; retry later (Retry-After)",
 }
 
 

@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     # worker's start): 30 + 10 s by default; shorter risks presuming a stalled (not dead) worker dead
     heartbeat_timeout: float = Field(30.0, gt=0)  # seconds without a heartbeat before a running job counts as dead
     reconcile_interval: float = Field(10.0, gt=0)  # seconds between the worker's checks for stale jobs
-    max_attempts: int = Field(3, ge=1)  # starts of a job whose worker keeps dying before it fails (worker_lost)
+    # a job whose worker died on this many starts in a row, none completing a step, fails (worker_lost)
+    max_attempts: int = Field(3, ge=1)
     job_time_limit: float = Field(86400.0, ge=0)  # seconds a job may run from its first start; 0: no limit
     queue: str = "prune"
     # webhooks: deliveries go to their own queue (a worker with a threads pool sends them); the

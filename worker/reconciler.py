@@ -37,7 +37,7 @@ def reconcile(rt: Runtime) -> list[str]:
     lost_before = now - timedelta(seconds=rt.settings.heartbeat_timeout * QUEUED_GRACE)
     with write_transaction(rt.sessions) as session:
         candidates = [
-            (j.id, j.status, j.cancel_requested, j.attempts)
+            (j.id, j.status, j.cancel_requested)
             for j in job_repo.stale(session, stale_before)
             if j.status == "running" or j.heartbeat_at < lost_before
         ]
@@ -49,7 +49,7 @@ def reconcile(rt: Runtime) -> list[str]:
         log.warning("broker unreachable; reconciling running jobs only")
         queue_empty = False
     requeued = []
-    for job_id, status, cancel_requested, attempts in candidates:
+    for job_id, status, cancel_requested in candidates:
         if status == "queued" and not queue_empty:
             continue  # its message is most likely still waiting behind others
         # (a message a worker has taken but not yet claimed is not in the queue either: hence the
@@ -60,9 +60,11 @@ def reconcile(rt: Runtime) -> list[str]:
                     event_repo.append(session, job_id, "cancelled", {"reason": "cancelled while its worker was gone"})
                     webhook_events.job_finished(session, rt.settings, job_id)
                 continue
-            if status == "running" and attempts >= rt.settings.max_attempts:
-                _fail_lost(session, rt, job_id, attempts, stale_before)
-                continue
+            if status == "running":
+                lost, step = event_repo.starts_without_progress(session, job_id)
+                if lost >= rt.settings.max_attempts:
+                    _fail_lost(session, rt, job_id, lost, step, stale_before)
+                    continue
             if not job_repo.mark_requeued(session, job_id, stale_before):
                 continue
             event_repo.append(session, job_id, "queued", {"requeued": True, "previous_status": status})
@@ -73,13 +75,13 @@ def reconcile(rt: Runtime) -> list[str]:
     return requeued
 
 
-def _fail_lost(session: Session, rt: Runtime, job_id: str, attempts: int, stale_before: datetime) -> None:
+def _fail_lost(session: Session, rt: Runtime, job_id: str, lost: int, step: int, stale_before: datetime) -> None:
     message = (
-        f"its worker was lost {attempts} times (the job was started {attempts} times, "
-        f"GISP_MAX_ATTEMPTS={rt.settings.max_attempts}); it is not retried again"
+        f"its worker was lost {lost} times in a row during step {step + 1}, with no step completed in "
+        f"between (GISP_MAX_ATTEMPTS={rt.settings.max_attempts}); it is not retried again"
     )
     if job_repo.fail_stale(session, job_id, stale_before, "worker_lost", message):
-        event_repo.append(session, job_id, "error", {"code": "worker_lost", "message": message, "attempts": attempts})
+        event_repo.append(session, job_id, "error", {"code": "worker_lost", "message": message, "attempts": lost})
         webhook_events.job_finished(session, rt.settings, job_id)
         with bound_log_context(job_id=job_id):
             log.error("job %s failed: %s", job_id, message)

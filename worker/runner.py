@@ -92,7 +92,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
     trajectory_file = rt.store.trajectory_path(job_id)
     with write_transaction(rt.sessions) as session:
-        if not job_repo.claim(session, job_id, worker_id, lease, stale_before, rt.settings.max_attempts):
+        if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
             job = job_repo.get_any(session, job_id)
             log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
             return "skipped"

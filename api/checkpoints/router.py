@@ -59,7 +59,7 @@ def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: TenantId):
         206: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "a byte range"},
         304: {"description": "If-None-Match matched the ETag"},
     }
-    | problems(404, 409, 416, 422),
+    | problems(404, 409, 416, 422, 507),
 )
 def download_checkpoint(
     checkpoint_id: str,

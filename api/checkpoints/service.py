@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,10 @@ def artifact(rt: Runtime, checkpoint_id: str, format: str = "hf") -> tuple[Path,
         )
     except NotMaterializable as exc:
         raise ApiProblem(409, f"checkpoint {checkpoint_id!r} cannot be built: {exc}", "checkpoint_id") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # nothing half-built stays behind (temp files are removed, no sha256 is recorded): a retry
+        # once space is freed builds it afresh
+        detail = f"checkpoint {checkpoint_id!r} cannot be built now: the server's artifact store is full"
+        raise ApiProblem(507, detail, headers={"Retry-After": "60"}) from None

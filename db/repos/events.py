@@ -38,6 +38,21 @@ def page(session: Session, job_id: str, after: int, limit: int) -> tuple[list[Jo
     return rows[:limit], len(rows) > limit
 
 
+def starts_without_progress(session: Session, job_id: str) -> tuple[int, int]:
+    """(n, step): the job's last n starts all resumed from `step`, i.e. none of them completed a
+    step before the next start (progress only grows, so equal resume points are consecutive)."""
+    resumed = [
+        int(data.get("resumed_from_step", 0))
+        for data in session.scalars(
+            select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "started").order_by(JobEvent.seq)
+        )
+    ]
+    if not resumed:
+        return 0, 0
+    count = len(resumed) - next((i + 1 for i in range(len(resumed) - 1, -1, -1) if resumed[i] != resumed[-1]), 0)
+    return count, resumed[-1]
+
+
 def count_step_duration(session: Session, seconds: float) -> None:
     """Add one step to the duration histogram (in the transaction that writes the step)."""
     le = next((str(b) for b in STEP_BUCKETS if seconds <= b), "+Inf")

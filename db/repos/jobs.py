@@ -40,22 +40,16 @@ def counts_by_status(session: Session) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def claim(
-    session: Session, job_id: str, worker_id: str, lease: str, stale_before: datetime, max_attempts: int
-) -> bool:
+def claim(session: Session, job_id: str, worker_id: str, lease: str, stale_before: datetime) -> bool:
     """Take a job to run: queued, or running with a heartbeat older than `stale_before` (its
-    worker died) and started fewer than `max_attempts` times (else the reconciler fails it). Not
-    cancelled, not finished, not alive elsewhere."""
+    worker died). Not cancelled, not finished, not alive elsewhere."""
     now = utcnow()
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
             Job.cancel_requested.is_(False),
-            or_(
-                Job.status == "queued",
-                (Job.status == "running") & (Job.heartbeat_at < stale_before) & (Job.attempts < max_attempts),
-            ),
+            or_(Job.status == "queued", (Job.status == "running") & (Job.heartbeat_at < stale_before)),
         )
         .values(
             status="running",
@@ -135,11 +129,10 @@ def mark_requeued(session: Session, job_id: str, stale_before: datetime) -> bool
 
 
 def release(session: Session, job_id: str, lease: str) -> bool:
-    """A worker shutting down hands its job back to the queue (it resumes from its trajectory);
-    an orderly hand-back does not count against the job's attempts."""
+    """A worker shutting down hands its job back to the queue (it resumes from its trajectory)."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease == lease, Job.status == "running")
-        .values(status="queued", heartbeat_at=utcnow(), lease=None, worker_id=None, attempts=Job.attempts - 1)
+        .values(status="queued", heartbeat_at=utcnow(), lease=None, worker_id=None)
     )
     return result.rowcount == 1

@@ -189,6 +189,35 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
     return env
 
 
+def celery_bin(tmp_path: Path) -> Path:
+    """A folder whose `celery` is this interpreter's, for docker/entrypoint-worker.sh to find first
+    on PATH (a venv that sees Celery through --system-site-packages has no `celery` script of its own)."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    script = folder / "celery"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m celery "$@"\n')
+    script.chmod(0o755)
+    return folder
+
+
+def settings_with_key(env: dict[str, str], tenant: str):
+    """The service's settings from its GISP_* variables, the database migrated, and a new API key
+    of `tenant` (for stacks that tests start themselves)."""
+    from gisp_service.core.runtime import Runtime
+    from gisp_service.core.settings import Settings
+    from gisp_service.db.migrate import upgrade
+    from gisp_service.db.repos.tenants import create_key
+    from gisp_service.db.session import write_transaction
+
+    settings = Settings(**{k.removeprefix("GISP_").lower(): v for k, v in env.items() if k.startswith("GISP_")})
+    upgrade(settings.db_url)
+    rt = Runtime.build(settings)
+    with write_transaction(rt.sessions) as session:
+        key = create_key(session, tenant)
+    rt.close()
+    return settings, key
+
+
 @pytest.fixture(scope="session")
 def service(assets, backend: Backend, tmp_path_factory) -> Iterator[Service]:
     import torch

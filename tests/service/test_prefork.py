@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import REPO, SLOW, TEXT, TINY, _flush_redis, _redis_keys_present, service_env
+from tests.service.conftest import (
+    REPO,
+    SLOW,
+    TEXT,
+    TINY,
+    _flush_redis,
+    _redis_keys_present,
+    celery_bin,
+    service_env,
+    settings_with_key,
+)
 
 pytestmark = pytest.mark.service
 
@@ -37,17 +46,6 @@ def _wait_ready(process: subprocess.Popen, log: Path, timeout: float = 120) -> N
             raise RuntimeError(f"worker exited early:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.2)
     raise RuntimeError(f"worker not ready:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def _celery_bin(tmp_path: Path) -> Path:
-    """A folder whose `celery` is this interpreter's, for the entrypoint to find first on PATH (a venv
-    that sees Celery through --system-site-packages has no `celery` script of its own)."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    script = folder / "celery"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m celery "$@"\n')
-    script.chmod(0o755)
-    return folder
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -77,28 +75,18 @@ def prefork(assets, backend, tmp_path_factory) -> Iterator[Prefork]:
     from fastapi.testclient import TestClient
 
     from gisp_service.api.app import create_app
-    from gisp_service.core.runtime import Runtime
-    from gisp_service.core.settings import Settings
-    from gisp_service.db.migrate import upgrade
-    from gisp_service.db.repos.tenants import create_key
-    from gisp_service.db.session import write_transaction
 
     tmp_path = tmp_path_factory.mktemp("prefork")
     queue = f"prune-prefork-{secrets.token_hex(3)}"
     env = {**service_env(backend, tmp_path), "GISP_QUEUE": queue}
-    settings = Settings(**{k.removeprefix("GISP_").lower(): v for k, v in env.items() if k.startswith("GISP_")})
-    upgrade(settings.db_url)
-    rt = Runtime.build(settings)
-    with write_transaction(rt.sessions) as session:
-        key = create_key(session, "prefork")
-    rt.close()
+    settings, key = settings_with_key(env, "prefork")
     headers = {"Authorization": f"Bearer {key}"}
     existed = _redis_keys_present(backend.broker_url)
     log = tmp_path / "worker.log"
     worker_env = {
         **os.environ,
         **env,
-        "PATH": f"{_celery_bin(tmp_path)}:{os.environ.get('PATH', '')}",
+        "PATH": f"{celery_bin(tmp_path)}:{os.environ.get('PATH', '')}",
         "HOSTNAME": f"prefork-{secrets.token_hex(3)}",
         "PYTHONPATH": str(REPO),
     }

@@ -1,6 +1,7 @@
 """What the reconciler decides about a job whose worker is gone: a cancelled one is finished and
-announced (`job.cancelled`, as the API's cancel does), one whose worker died on each of its
-GISP_MAX_ATTEMPTS starts is failed with `worker_lost` (and announced), any other is re-queued.
+announced (`job.cancelled`, as the API's cancel does), one whose worker died on each of its last
+GISP_MAX_ATTEMPTS starts with no step completed in between is failed with `worker_lost` (and
+announced), any other (one that progressed between deaths, or died fewer times) is re-queued.
 
 The dead worker is simulated: the rows are written as a worker that died would leave them (running,
 an old heartbeat, its attempt count); the real-process version, a job that kills its worker at
@@ -15,12 +16,14 @@ import pytest
 pytestmark = pytest.mark.service
 
 
-def _orphan(service, finished_job: dict, **state) -> str:
-    """A copy of a finished job's row, left as a worker that died mid-run would leave it."""
+def _orphan(service, finished_job: dict, starts: tuple[int, ...] = (0,), **state) -> str:
+    """A copy of a finished job's row, left as workers that died mid-run would leave it: one
+    `started` event per start, resumed from each of `starts`."""
     from sqlalchemy import select
 
     from gisp_service.db.ids import new_id
     from gisp_service.db.models import Job, WebhookEndpoint, utcnow
+    from gisp_service.db.repos import events as event_repo
     from gisp_service.db.repos import webhooks as webhook_repo
     from gisp_service.db.session import write_transaction
 
@@ -36,9 +39,14 @@ def _orphan(service, finished_job: dict, **state) -> str:
             finished_at=None,
             idempotency_key=None,
             event_seq=0,
+            attempts=len(starts),
             **state,
         )
         session.add(Job(**columns))
+        session.flush()
+        for attempt, step in enumerate(starts, 1):
+            data = {"worker_id": "gone:1", "attempt": attempt, "resumed_from_step": step}
+            event_repo.append(session, columns["id"], "started", data)
         if not session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == source.tenant_id)):
             webhook_repo.add(
                 session,
@@ -77,33 +85,37 @@ def _reconcile(service) -> None:
 
 
 def test_a_job_cancelled_while_its_worker_was_gone_is_announced(service, finished_job) -> None:
-    job_id = _orphan(service, finished_job, cancel_requested=True, attempts=1)
+    job_id = _orphan(service, finished_job, cancel_requested=True)
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "cancelled"
-    assert events == ["cancelled"]
+    assert events == ["started", "cancelled"]
     assert hooks == ["job.cancelled"]
 
 
 def test_a_job_whose_worker_died_at_every_start_fails_with_worker_lost(service, finished_job) -> None:
-    job_id = _orphan(service, finished_job, attempts=service.settings.max_attempts)
+    cap = service.settings.max_attempts
+    job_id = _orphan(service, finished_job, starts=(0, 2) + (3,) * cap)  # progressed, then stuck at step 4
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "worker_lost"
-    assert f"lost {service.settings.max_attempts} times" in job["error"]["message"]
-    assert events == ["error"] and hooks == ["job.failed"]
+    assert f"lost {cap} times in a row during step 4" in job["error"]["message"]
+    assert events == ["started"] * (cap + 2) + ["error"] and hooks == ["job.failed"]
 
 
-def test_a_job_below_the_attempt_cap_is_requeued(service, finished_job) -> None:
+@pytest.mark.parametrize("kind", ["progressing", "below-the-cap"])
+def test_other_jobs_of_dead_workers_are_requeued(service, finished_job, kind: str) -> None:
     from gisp_service.db.models import Job
     from gisp_service.db.session import write_transaction
 
-    job_id = _orphan(service, finished_job, attempts=service.settings.max_attempts - 1, cancel_requested=False)
+    cap = service.settings.max_attempts
+    starts = tuple(range(0, 2 * cap + 2, 2)) if kind == "progressing" else (1,) * (cap - 1)
+    job_id = _orphan(service, finished_job, starts=starts, cancel_requested=False)
     _reconcile(service)
     with write_transaction(service.rt.sessions) as session:
         row = session.get(Job, job_id)
         status, attempts = row.status, row.attempts
-    # re-queued; the real worker may already have claimed it again (its last allowed start)
+    # re-queued; the real worker may already have claimed it again
     assert status in ("queued", "running", "succeeded")
-    assert attempts <= service.settings.max_attempts
+    assert attempts >= len(starts)

@@ -1,50 +1,60 @@
-"""A worker killed with SIGKILL mid-job: after a restart the reconciler re-queues the job (its
-heartbeat went stale), the new worker resumes from the stored trajectory, and the result has the
-same checkpoints as an uninterrupted run."""
+"""A worker killed with SIGKILL mid-job, three times at random steps: after each restart the
+reconciler re-queues the job (its heartbeat went stale), the new worker resumes from the stored
+trajectory, and the job succeeds with checkpoint archives byte-identical to an undisturbed run's
+(on both backends: SQLite + the SQLAlchemy broker, and PostgreSQL + Redis with the API and the
+worker as separate processes)."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from tests.service.conftest import SLOW, submit, wait_finished, wait_for
 
 pytestmark = pytest.mark.service
+BODY = {**SLOW, "steps": 12, "samples": 8, "seq_len": 64, "targets": [0.2, 0.4]}
+KILLS = 3
+
+
+def _tars(service, job_id: str) -> list[bytes]:
+    listing = service.client.get(f"/v1/jobs/{job_id}/checkpoints", headers=service.headers()).json()["data"]
+    tars = []
+    for checkpoint in sorted(listing, key=lambda c: c["target_sparsity"]):
+        response = service.client.get(f"/v1/checkpoints/{checkpoint['id']}/download", headers=service.headers())
+        assert response.status_code == 200, response.text
+        tars.append(response.content)
+    return tars
 
 
 def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
-    import gisp
-    from gisp_service.db.repos import checkpoints as checkpoint_repo
-    from gisp_service.db.session import write_transaction
-    from tests.service.conftest import MODEL, MODEL_ROOT
-
-    job = submit(service, {**SLOW, "dataset_id": text_dataset["id"]}).json()
-    wait_for(service, job["id"], lambda j: j["status"] == "running" and j["progress"]["step"] >= 3)
-    service.worker.kill()
-    at_kill = service.client.get(f"/v1/jobs/{job['id']}", headers=service.headers()).json()
-    assert at_kill["status"] == "running" and at_kill["progress"]["step"] < SLOW["steps"]
-
-    service.worker.start()
+    seed = random.randrange(1 << 16)
+    kill_at = sorted(random.Random(seed).sample(range(1, BODY["steps"]), KILLS))
+    print(f"killing the worker once step {kill_at} is done (seed {seed})")
+    body = {**BODY, "dataset_id": text_dataset["id"], "seed": 21}
+    job = submit(service, body).json()
+    progress = []
+    for step in kill_at:
+        wait_for(service, job["id"], lambda j, s=step: j["status"] == "running" and j["progress"]["step"] >= s)
+        service.worker.kill()
+        at_kill = service.client.get(f"/v1/jobs/{job['id']}", headers=service.headers()).json()
+        assert at_kill["status"] == "running" and at_kill["progress"]["step"] < BODY["steps"], at_kill
+        progress.append(at_kill["progress"]["step"])
+        service.worker.start()
     final = wait_finished(service, job["id"], timeout=240)
     assert final["status"] == "succeeded", final
-    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=1000", headers=service.headers()).json()["data"]
-    started = [e["data"] for e in events if e["type"] == "started"]
-    assert len(started) == 2 and started[0]["resumed_from_step"] == 0
-    assert started[1]["resumed_from_step"] >= at_kill["progress"]["step"] >= 3  # not from zero
-    assert any(e["type"] == "queued" and e["data"].get("requeued") for e in events)
-    steps = [e["data"]["step"] for e in events if e["type"] == "step"]
-    assert sorted(set(steps)) == list(range(1, SLOW["steps"] + 1))
 
-    dataset = text_dataset
-    settings = gisp.PruneSettings(
-        targets=SLOW["targets"], steps=SLOW["steps"], samples=SLOW["samples"], seq_len=SLOW["seq_len"], seed=0
-    )
-    reference, _ = gisp.run(
-        str(MODEL_ROOT / MODEL), service.rt.store.upload_path(dataset["sha256"], dataset["format"]), settings
-    )
-    with write_transaction(service.rt.sessions) as session:
-        rows = checkpoint_repo.for_job(session, job["id"])
-    assert [r.target_sparsity for r in rows] == [c.target for c in reference.checkpoints]
-    for row, record in zip(rows, reference.checkpoints, strict=True):
-        assert row.structure == record.structure.to_dict()
-        assert row.parameter_count == record.parameter_count
-        assert row.metrics["perplexity"] == pytest.approx(record.metrics["perplexity"], rel=1e-4)
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=1000", headers=service.headers()).json()["data"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    started = [e["data"] for e in events if e["type"] == "started"]
+    assert len(started) == KILLS + 1 and started[0]["resumed_from_step"] == 0
+    for resumed, reached in zip(started[1:], progress, strict=True):
+        assert resumed["resumed_from_step"] >= reached  # never from zero, never behind what was done
+    assert sum(1 for e in events if e["type"] == "queued" and e["data"].get("requeued")) == KILLS
+    steps = [e["data"]["step"] for e in events if e["type"] == "step"]
+    assert sorted(set(steps)) == list(range(1, BODY["steps"] + 1))
+    assert len([e for e in events if e["type"] == "checkpoint"]) == len(BODY["targets"])  # none twice
+
+    undisturbed = wait_finished(service, submit(service, body).json()["id"])
+    assert undisturbed["status"] == "succeeded"
+    assert _tars(service, job["id"]) == _tars(service, undisturbed["id"])
