@@ -18,7 +18,7 @@ from tests.live import LiveServer, live_server
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(600)]
 EXAMPLES_PER_OPERATION = 25  # a fixed budget that fits CI (about a minute)
-STATEFUL_SCENARIOS, STATEFUL_STEPS = 40, 6  # the stateful phase's fixed budget (about half a minute)
+STATEFUL_SCENARIOS, STATEFUL_STEPS = 30, 6  # the stateful phase's fixed budget (about half a minute)
 
 
 def test_the_committed_schema_is_what_the_app_serves(tmp_path) -> None:
@@ -96,6 +96,7 @@ def test_schemathesis_finds_no_undocumented_behaviour(server: tuple[LiveServer, 
 def test_schemathesis_stateful_phase_finds_no_undocumented_behaviour(server: tuple[LiveServer, str]) -> None:
     import schemathesis
     from hypothesis import HealthCheck, settings
+    from hypothesis.errors import FlakyStrategyDefinition
 
     live, dataset_id = server
     contract_checks = _contract_checks()
@@ -117,14 +118,22 @@ def test_schemathesis_stateful_phase_finds_no_undocumented_behaviour(server: tup
                 reached.add(case.operation.label)
             case.validate_response(response, checks=contract_checks, transport_kwargs=kwargs)
 
-    Contract.run(
-        settings=settings(
-            max_examples=STATEFUL_SCENARIOS,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,  # the same scenarios on every run: a failure reproduces
-        )
+    budget = settings(
+        max_examples=STATEFUL_SCENARIOS,
+        stateful_step_count=STATEFUL_STEPS,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
     )
+    for attempt in (1, 2):
+        try:
+            Contract.run(settings=budget)
+            break
+        except FlakyStrategyDefinition:
+            # schemathesis' stateful strategies draw from the ids the live service has returned so
+            # far, which Hypothesis can see as inconsistent generation (upstream: schemathesis PR
+            # #4132); that is no finding about the service, so the phase runs once more
+            if attempt == 2:
+                raise
     # the chaining worked: operations on an existing job were answered, not only 404s
     assert {"POST /v1/jobs", "GET /v1/jobs/{job_id}"} <= reached, reached
