@@ -16,10 +16,12 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from gisp_service.api import errors, openapi
 from gisp_service.api.admission import AdmissionLimit
+from gisp_service.api.body_limit import BodyLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
 from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
+from gisp_service.api.jobs.schemas import JobCreate
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ui.router import router as ui_router
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     app.state.metrics = make_registry(ctx)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
     # HTTP request metrics (rate, latency, status) beside the service's collector on /metrics; added
     # after admission, so it is the outer layer and its latency includes a request's wait there
@@ -67,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(webhooks_router)
     app.include_router(ui_router)
-    openapi.install(app)
+    openapi.install(app, exact=(JobCreate,))
     return app
 
 

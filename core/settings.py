@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     model_roots: str = Field(default_factory=_default_model_roots)
     # an upload (streamed to disk in 1 MiB chunks, never held in memory) is refused past this size
     max_upload_bytes: int = 512 * 1024 * 1024
+    # any other request body (JSON) is refused past this size, declared or counted as it arrives
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
     dataset_mirrors: str = ""
     hub_max_rows: int = 100_000

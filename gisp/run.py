@@ -13,7 +13,7 @@ from gisp.data import Columns, Example, build_examples, read_records
 from gisp.data.examples import Mode
 from gisp.data.records import RecordKind, file_sha256
 from gisp.eval.perplexity import heldout_metrics
-from gisp.loading import LoadedModel, load_model
+from gisp.loading import LoadedModel, check_context, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
@@ -51,6 +51,7 @@ def prepare(
     eval_records = read_records(eval_data) if eval_data is not None else None
     sha = file_sha256(data)
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+    check_context(settings.seq_len, loaded.model.config)
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count
     calibration, heldout = build_examples(tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out)

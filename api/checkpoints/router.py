@@ -12,7 +12,7 @@ from gisp_service.api.checkpoints.schemas import CheckpointOut
 from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page
+from gisp_service.api.schemas import Page, PageAfter, PageLimit
 
 router = APIRouter(tags=["checkpoints"], responses=problems(401), generate_unique_id_function=operation_id)
 TAR = "application/x-tar"
@@ -20,10 +20,15 @@ GGUF = "application/octet-stream"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404))
-def list_checkpoints(job_id: str, session: ReadSession, tenant: TenantId):
-    """The job's registered checkpoints, by target sparsity."""
-    return service.for_job(session, tenant, job_id)
+@router.get(
+    "/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404, 422)
+)
+def list_checkpoints(
+    job_id: str, session: ReadSession, tenant: TenantId, limit: PageLimit = 20, after: PageAfter = None
+):
+    """The job's registered checkpoints, by target sparsity, a page at a time (`after`: the last
+    checkpoint id of the previous page)."""
+    return service.for_job(session, tenant, job_id, limit, after)
 
 
 @router.get(

@@ -51,6 +51,35 @@ def _check_hub(body: JobCreate, max_rows: int, errors: list[dict[str, str]]) -> 
     _check_kind(body.objective, kind, "hub_dataset.columns", errors)
 
 
+def _check_context(body: JobCreate, model_roots, errors: list[dict[str, str]]) -> None:
+    limit = model_refs.local_context_length(body.model, model_roots)
+    if limit is not None and body.seq_len > limit:
+        errors.append(
+            {
+                "field": "seq_len",
+                "message": f"seq_len {body.seq_len} exceeds model {body.model!r}'s context length of {limit} tokens",
+            }
+        )
+
+
+def _check_length(body: JobCreate, dataset, errors: list[dict[str, str]]) -> None:
+    """A text upload too short for one calibration window. Each token covers at least one byte,
+    plus a BOS (and a tokenizer's prefix) per record, so `bytes + 2 × records` bounds the token
+    count of .txt/.jsonl data; the worker counts exactly once the tokenizer is loaded."""
+    if dataset.kind != "text" or dataset.format not in ("txt", "jsonl") or body.objective != "perplexity":
+        return
+    most = dataset.bytes + 2 * dataset.records
+    if most < body.seq_len:
+        errors.append(
+            {
+                "field": "dataset_id",
+                "message": f"dataset {dataset.name!r} has {dataset.bytes} bytes in {dataset.records} record(s), at "
+                f"most {most} tokens: fewer than one calibration window of seq_len={body.seq_len} tokens "
+                f"(samples={body.samples} windows were asked for); upload more text or lower seq_len",
+            }
+        )
+
+
 def validate(
     session: Session, tenant_id: str, body: JobCreate, model_roots, max_hub_rows: int = 100_000
 ) -> PruneSettings:
@@ -72,8 +101,10 @@ def validate(
             errors.append({"field": field, "message": f"dataset {dataset_id!r} not found"})
         elif field == "dataset_id":
             _check_kind(body.objective, dataset.kind, field, errors)
+            _check_length(body, dataset, errors)
     if body.hub_dataset is not None:
         _check_hub(body, max_hub_rows, errors)
+    _check_context(body, model_roots, errors)
     settings = None
     try:
         settings = PruneSettings(**body.model_dump(include=SETTING_NAMES))

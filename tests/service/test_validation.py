@@ -41,6 +41,15 @@ def fields(body: dict) -> set[str]:
         ({"eval_dataset_id": "ds_missing"}, "eval_dataset_id"),
         ({"steps": "many"}, "steps"),
         ({"unknown_option": 1}, "unknown_option"),
+        # resource bounds (issue 13): each refused at submit, naming the field
+        ({"seed": 2**63}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"targets": [round(0.01 * (i + 1), 4) for i in range(65)]}, "targets"),
+        ({"steps": 10**12}, "steps"),
+        ({"samples": 10**9}, "samples"),
+        ({"seq_len": 10**9}, "seq_len"),
+        ({"seq_len": 1024}, "seq_len"),  # stories260K's context is 512 tokens
+        ({"protect_layers": [10**6]}, "protect_layers.0"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
