@@ -19,6 +19,7 @@ from gisp_service.api.admission import AdmissionLimit
 from gisp_service.api.body_limit import BodyLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
+from gisp_service.api.datasets.schemas import DatasetUpload
 from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.jobs.schemas import JobCreate
@@ -27,6 +28,7 @@ from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ui.router import router as ui_router
 from gisp_service.api.webhooks.router import router as webhooks_router
 from gisp_service.core.logging import configure_logging
+from gisp_service.core.model_policy import ModelPolicy
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings, get_settings
 
@@ -39,7 +41,10 @@ SPARE_CONNECTIONS = 2
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    ctx = ServiceContext(Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS))
+    ctx = ServiceContext(
+        Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS),
+        ModelPolicy.from_settings(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(webhooks_router)
     app.include_router(ui_router)
-    openapi.install(app, exact=(JobCreate,))
+    openapi.install(app, exact=(JobCreate,), components=(DatasetUpload,))
     return app
 
 

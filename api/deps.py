@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gisp_service.api.errors import ApiProblem
 from gisp_service.core.logging import bind_log_context
+from gisp_service.core.model_policy import ModelPolicy
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.repos import tenants as tenant_repo
 from gisp_service.db.session import read_session, write_transaction
@@ -43,6 +44,7 @@ class ServiceContext:
     """What a request handler reaches: the app's runtime (database, store, Celery app)."""
 
     rt: Runtime
+    models: ModelPolicy
     default_tenant_id: str | None = None  # GISP_AUTH=off: tenant 'default', looked up once
     # sha256 of a valid key -> (tenant id, monotonic expiry): a poll that comes every second does
     # not look its key up every second

@@ -60,10 +60,13 @@ def _exact_bounds(components: dict[str, Any], models: tuple[type[BaseModel], ...
                     prop[key] = own[name][key]
 
 
-def install(app: FastAPI, exact: tuple[type[BaseModel], ...] = ()) -> None:
+def install(
+    app: FastAPI, exact: tuple[type[BaseModel], ...] = (), components: tuple[type[BaseModel], ...] = ()
+) -> None:
     """Replace `app.openapi` with the cleaned document (built once, as FastAPI caches it);
-    `exact`: request models whose integer bounds must survive as written."""
-    build = app.openapi
+    `exact`: request models whose integer bounds must survive as written; `components`: models a
+    route reads by hand (a streamed upload) and names in its `openapi_extra`."""
+    build, extra_models = app.openapi, components
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -79,6 +82,8 @@ def install(app: FastAPI, exact: tuple[type[BaseModel], ...] = ()) -> None:
             components.pop(name, None)
         components.update(_problem_schemas())
         _exact_bounds(components, exact)
+        for model in extra_models:
+            components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
         app.openapi_schema = _rename_pages(schema)
         return app.openapi_schema
 

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     dataset_mirrors: str = ""
     hub_max_rows: int = 100_000
     auth: Literal["on", "off"] = "on"
+    # models a job may name: `local` (every model under model_roots), hub ids or patterns
+    # (`HuggingFaceTB/*`), `*` for any hub id; the default suits a closed network: local models only
+    allowed_models: str = "local"
+    # the hub a hub id is checked against at submit (a HEAD, cached) and the worker downloads from;
+    # empty: no hub (nothing is fetched, the worker runs offline)
+    hub_url: str = "https://huggingface.co"
+    hub_timeout: float = Field(default=3.0, gt=0)  # seconds for the submit check and the worker's metadata calls
     eager_materialize: bool = False
     heartbeat_timeout: float = 60.0  # seconds without a heartbeat before a running job counts as dead
     reconcile_interval: float = 30.0  # seconds between the worker's checks for stale jobs

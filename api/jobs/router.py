@@ -42,7 +42,7 @@ def submit_job(
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with write_transaction(ctx.rt.sessions) as session:
         job, created = service.create(
-            session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
+            session, tenant, body, idempotency_key, ctx.models, ctx.rt.settings.hub_max_rows
         )
         result = service.out(session, job)
     if created:

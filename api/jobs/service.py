@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
+from gisp_service.core.model_policy import ModelPolicy, ModelRefused
 from gisp_service.core.settings import Settings
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Job
@@ -51,7 +53,7 @@ def _check_hub(body: JobCreate, max_rows: int, errors: list[dict[str, str]]) -> 
     _check_kind(body.objective, kind, "hub_dataset.columns", errors)
 
 
-def _check_context(body: JobCreate, model_roots, errors: list[dict[str, str]]) -> None:
+def _check_context(body: JobCreate, model_roots: list[Path], errors: list[dict[str, str]]) -> None:
     limit = model_refs.local_context_length(body.model, model_roots)
     if limit is not None and body.seq_len > limit:
         errors.append(
@@ -81,14 +83,14 @@ def _check_length(body: JobCreate, dataset, errors: list[dict[str, str]]) -> Non
 
 
 def validate(
-    session: Session, tenant_id: str, body: JobCreate, model_roots, max_hub_rows: int = 100_000
+    session: Session, tenant_id: str, body: JobCreate, models: ModelPolicy, max_hub_rows: int = 100_000
 ) -> PruneSettings:
     """The checks the schema cannot make (the model reference, the tenant's datasets and their
     kinds), then the engine's own settings; a 422 names every offending field."""
     errors: list[dict[str, str]] = []
     try:
-        model_refs.check(body.model, model_roots)
-    except model_refs.InvalidModelRef as exc:
+        models.check(body.model)
+    except (model_refs.InvalidModelRef, ModelRefused) as exc:
         errors.append({"field": "model", "message": str(exc)})
     if (body.dataset_id is None) == (body.hub_dataset is None):
         errors.append({"field": "dataset_id", "message": "give either dataset_id (an upload) or hub_dataset"})
@@ -104,7 +106,7 @@ def validate(
             _check_length(body, dataset, errors)
     if body.hub_dataset is not None:
         _check_hub(body, max_hub_rows, errors)
-    _check_context(body, model_roots, errors)
+    _check_context(body, models.roots, errors)
     settings = None
     try:
         settings = PruneSettings(**body.model_dump(include=SETTING_NAMES))
@@ -129,7 +131,7 @@ def create(
     tenant_id: str,
     body: JobCreate,
     idempotency_key: str | None,
-    model_roots,
+    models: ModelPolicy,
     max_hub_rows: int = 100_000,
 ) -> tuple[Job, bool]:
     """Returns (job, created). An existing job for the same key and body is returned as is."""
@@ -138,7 +140,7 @@ def create(
         existing = job_repo.by_idempotency_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-    settings = validate(session, tenant_id, body, model_roots, max_hub_rows)
+    settings = validate(session, tenant_id, body, models, max_hub_rows)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,

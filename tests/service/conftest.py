@@ -180,6 +180,9 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
         "GISP_TORCH_THREADS": "1",
         "GISP_DATASET_MIRRORS": str(data_dir / "mirrors"),  # hub ids the worker reads from local folders
         "HF_HUB_OFFLINE": "1",  # a hub id that is not cached fails at once instead of retrying the network
+        # hub ids are allowed but not checked at submit (no hub here), so the worker's failure path is reached
+        "GISP_ALLOWED_MODELS": "local,*",
+        "GISP_HUB_URL": "",
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:
