@@ -23,6 +23,7 @@ from gisp_service.api.datasets.schemas import DatasetUpload
 from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.jobs.schemas import JobCreate
+from gisp_service.api.limits import RateLimits
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ui.router import router as ui_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.limits = RateLimits(settings)
     app.state.metrics = make_registry(ctx)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

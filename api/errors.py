@@ -39,6 +39,7 @@ WHY = {
     415: "unsupported media type",
     416: "the requested range is not satisfiable",
     422: "invalid input; `errors` names each offending field",
+    429: "a rate limit or quota was reached; `Retry-After` says when to try again",
     503: "a dependency (database, broker) does not answer",
 }
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     # any other request body (JSON) is refused past this size, declared or counted as it arrives
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # per API key, requests a minute (0: unlimited); per tenant, queued + running jobs and stored
+    # upload bytes (0: unlimited); each refusal is a 429 with Retry-After
+    rate_jobs_per_minute: int = Field(default=60, ge=0)
+    rate_uploads_per_minute: int = Field(default=10, ge=0)
+    max_active_jobs: int = Field(default=20, ge=0)
+    max_tenant_bytes: int = Field(default=20 * 1024**3, ge=0)
     # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
     dataset_mirrors: str = ""
     hub_max_rows: int = 100_000

@@ -7,9 +7,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from gisp_service.api.datasets import service
 from gisp_service.api.datasets.schemas import DatasetOut
-from gisp_service.api.datasets.upload import receive
+from gisp_service.api.datasets.upload import MULTIPART_OVERHEAD, receive
 from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
+from gisp_service.api.limits import UploadRate
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page, PageAfter, PageLimit
 from gisp_service.db.session import write_transaction
@@ -32,10 +33,10 @@ UPLOAD_BODY = {
     name="upload",
     status_code=201,
     response_model=DatasetOut,
-    responses=problems(400, 413, 415, 422),
+    responses=problems(400, 413, 415, 422, 429),
     openapi_extra=UPLOAD_BODY,
 )
-async def upload_dataset(request: Request, ctx: AppContext, tenant: TenantId):
+async def upload_dataset(request: Request, ctx: AppContext, tenant: TenantId, _rate: UploadRate):
     """Upload calibration or evaluation data; it is validated with the engine's reader and stored by
     sha256, so a job never fails later on data the upload accepted. A table (.json, .csv, .parquet,
     .arrow, a zipped save_to_disk folder) is read with `datasets`; the form's column fields name the
@@ -43,6 +44,9 @@ async def upload_dataset(request: Request, ctx: AppContext, tenant: TenantId):
     body is streamed to disk; past GISP_MAX_UPLOAD_BYTES (512 MiB by default) the upload is refused
     with 413, before reading when Content-Length says so."""
     limit = ctx.rt.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():  # a declared size past the tenant's storage quota is refused before reading
+        await run_in_threadpool(service.check_storage, ctx.rt, tenant, int(declared) - MULTIPART_OVERHEAD)
     received = await receive(request, ctx.rt.store, limit)
     try:
         form = service.form_of(received.fields)

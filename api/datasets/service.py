@@ -17,13 +17,15 @@ from gisp.errors import DataFormatError
 from gisp_service.api.datasets.schemas import ColumnMapping, DatasetFields, DatasetOut
 from gisp_service.api.datasets.upload import Received
 from gisp_service.api.errors import ApiProblem, found
+from gisp_service.api.limits import too_many
 from gisp_service.core.artifacts import ArtifactStore
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Dataset
 from gisp_service.db.repos import datasets as dataset_repo
-from gisp_service.db.session import write_transaction
+from gisp_service.db.session import read_session, write_transaction
 
+STORAGE_RETRY_SECONDS = 3600  # storage frees only when the tenant deletes datasets
 ENGINE_FORMATS = ("txt", "jsonl")  # formats the engine reads as they are, when no mapping renames fields
 
 
@@ -92,10 +94,30 @@ def upload(
     return dataset_repo.add(session, dataset)
 
 
+def check_storage(rt: Runtime, tenant_id: str, adding: int, session: Session | None = None) -> None:
+    """429 when `adding` more bytes would take the tenant past GISP_MAX_TENANT_BYTES."""
+    cap = rt.settings.max_tenant_bytes
+    if not cap:
+        return
+    if session is None:
+        with read_session(rt.read_sessions) as reading:
+            stored = dataset_repo.stored_bytes(reading, tenant_id)
+    else:
+        stored = dataset_repo.stored_bytes(session, tenant_id)
+    if stored + adding > cap:
+        raise too_many(
+            f"the tenant stores {stored} bytes of uploads; {adding} more would pass its quota of {cap} bytes "
+            "(GISP_MAX_TENANT_BYTES): delete datasets it no longer needs",
+            "file",
+            STORAGE_RETRY_SECONDS,
+        )
+
+
 def store_upload(rt: Runtime, tenant_id: str, received: Received, form: DatasetFields) -> DatasetOut:
     """A received upload validated and filed in its own write transaction (runs in a thread)."""
     columns = columns_of(form.model_dump(include=set(ColumnMapping.model_fields)))
     with write_transaction(rt.sessions) as session:
+        check_storage(rt, tenant_id, received.size, session)
         return DatasetOut.model_validate(upload(session, rt.store, tenant_id, received, form.name, columns))
 
 

@@ -18,6 +18,7 @@ from gisp.errors import ConfigError, DataFormatError
 from gisp.objectives import get_objective
 from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
+from gisp_service.api.limits import too_many
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
 from gisp_service.core.model_policy import ModelPolicy, ModelRefused
@@ -30,6 +31,7 @@ from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 
 SETTING_NAMES = {spec.name for spec in JOB_SETTINGS}
+QUOTA_RETRY_SECONDS = 60  # a job takes minutes: when to try again after the quota refused one
 
 
 def _check_kind(objective: str, kind: str, field: str, errors: list[dict[str, str]]) -> None:
@@ -132,15 +134,23 @@ def create(
     body: JobCreate,
     idempotency_key: str | None,
     models: ModelPolicy,
-    max_hub_rows: int = 100_000,
+    limits: Settings,
 ) -> tuple[Job, bool]:
-    """Returns (job, created). An existing job for the same key and body is returned as is."""
+    """Returns (job, created). An existing job for the same key and body is returned as is; a
+    new one counts against the tenant's quota of queued and running jobs."""
     digest = request_hash(body)
     if idempotency_key:
         existing = job_repo.by_idempotency_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-    settings = validate(session, tenant_id, body, models, max_hub_rows)
+    active = job_repo.active_count(session, tenant_id) if limits.max_active_jobs else 0
+    if limits.max_active_jobs and active >= limits.max_active_jobs:
+        raise too_many(
+            f"the tenant has {active} queued or running jobs, the most allowed (GISP_MAX_ACTIVE_JOBS)",
+            "body",
+            QUOTA_RETRY_SECONDS,
+        )
+    settings = validate(session, tenant_id, body, models, limits.hub_max_rows)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,

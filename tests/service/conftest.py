@@ -183,6 +183,8 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
         # hub ids are allowed but not checked at submit (no hub here), so the worker's failure path is reached
         "GISP_ALLOWED_MODELS": "local,*",
         "GISP_HUB_URL": "",
+        "GISP_RATE_JOBS_PER_MINUTE": "0",  # the suite submits hundreds of jobs a minute; test_limits sets its own
+        "GISP_RATE_UPLOADS_PER_MINUTE": "0",
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:
