@@ -24,6 +24,7 @@ from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
 from gisp_service.api.jobs.schemas import JobCreate
 from gisp_service.api.limits import RateLimits
+from gisp_service.api.methods import Options
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ui.router import router as ui_router
@@ -38,6 +39,7 @@ log = logging.getLogger("gisp.api")
 # chunks of a download after its response started), connections for /readyz and /metrics
 SPARE_THREADS = 8
 SPARE_CONNECTIONS = 2
+UPLOAD_PATHS = ("/v1/datasets", "/ui/datasets")  # the routes that read multipart bodies themselves
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = RateLimits(settings)
     app.state.metrics = make_registry(ctx)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_paths=UPLOAD_PATHS)
+    app.add_middleware(Options)
     app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
     # HTTP request metrics (rate, latency, status) beside the service's collector on /metrics; added
     # after admission, so it is the outer layer and its latency includes a request's wait there

@@ -12,16 +12,27 @@ UPLOAD_TYPE = b"multipart/form-data"
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    """Also: a body sent to the API (`/v1/`) is JSON, or multipart where an upload route takes it;
+    anything else is a 415 before the body is read."""
+
+    def __init__(self, app: ASGIApp, limit: int, upload_paths: tuple[str, ...] = ()) -> None:
+        self.app, self.limit, self.upload_paths = app, limit, upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if headers.get(b"content-type", b"").lower().startswith(UPLOAD_TYPE):
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type == UPLOAD_TYPE and scope["path"] in self.upload_paths:
             await self.app(scope, receive, send)
+            return
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        json_type = content_type == b"application/json" or content_type.endswith(b"+json")
+        if scope["path"].startswith("/v1/") and has_body and not json_type:
+            sent = content_type.decode("latin-1") or "none"
+            detail = f"unsupported content type {sent}; send the body as application/json"
+            await problem_response(415, detail, [{"field": "Content-Type", "message": detail}])(scope, receive, send)
             return
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:

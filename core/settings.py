@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # requests one API process handles at once; more wait their turn (the thread pool and the
     # database pool are sized from it, so an admitted request never waits for either)
     api_concurrency: int = Field(default=32, ge=1)
+    # the operator's token for /metrics (every tenant's job counts); unset: /metrics answers 401,
+    # unless auth is off
+    metrics_token: str = ""
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"  # json: one object per line, for log collectors
 

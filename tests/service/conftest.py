@@ -23,6 +23,7 @@ MODEL_ROOT = SHARED / "models"
 MODEL = "stories260K"
 TEXT = SHARED / "data" / "tinystories" / "tinystories_val.txt"
 HEARTBEAT_TIMEOUT = 3.0
+METRICS_TOKEN = "operator-token-for-tests"
 
 TINY = {"model": MODEL, "objective": "perplexity", "targets": [0.2, 0.4], "steps": 4, "samples": 8, "seq_len": 64}
 # long enough (a few seconds, tens of steps) to act on a job while it runs
@@ -185,6 +186,7 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
         "GISP_HUB_URL": "",
         "GISP_RATE_JOBS_PER_MINUTE": "0",  # the suite submits hundreds of jobs a minute; test_limits sets its own
         "GISP_RATE_UPLOADS_PER_MINUTE": "0",
+        "GISP_METRICS_TOKEN": METRICS_TOKEN,
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:
