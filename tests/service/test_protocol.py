@@ -4,13 +4,9 @@ method, /metrics takes the operator's token, and API keys can be listed, revoked
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.service.conftest import REPO, service_env
+from tests.service.conftest import service_env
 from tests.service.test_validation import fields, problem
 
 pytestmark = pytest.mark.service
@@ -68,24 +64,42 @@ def test_metrics_take_the_operators_token(service):
     problem(service.client.get("/metrics", headers=service.headers()), 401)  # a tenant's key is not enough
 
 
-def _admin(service, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **service_env(service.backend, service.settings.data_dir), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "gisp.cli", "admin", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+def _admin(service, monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`gisp admin ...` in this process, with the service's settings (a subprocess costs seconds)."""
+    from gisp.cli import main
+    from gisp_service.core.settings import get_settings
+
+    for name, value in service_env(service.backend, service.settings.data_dir).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        code = main(["admin", *args])
+    finally:
+        get_settings.cache_clear()
+    return code, capsys.readouterr().out
 
 
-def test_keys_are_listed_by_prefix_revoked_and_expire(service):
-    expired = _admin(service, "create-key", "--tenant", "erin", "--expires-in-days", "-1")
-    assert expired.returncode == 0, expired.stderr
-    assert (
-        service.client.get("/v1/jobs", headers={"Authorization": f"Bearer {expired.stdout.split()[-1]}"}).status_code
-        == 401
-    )
-    created = _admin(service, "create-key", "--tenant", "erin")
-    key = created.stdout.split()[-1]
-    listed = _admin(service, "list-keys", "--tenant", "erin")
-    assert listed.returncode == 0 and key[:12] in listed.stdout and key not in listed.stdout
-    revoked = _admin(service, "revoke-key", key[:12])
-    assert revoked.returncode == 0, revoked.stderr
+def test_expired_and_revoked_keys_are_refused(service):
+    from datetime import UTC, datetime, timedelta
+
+    from gisp_service.db.repos.tenants import create_key, revoke_key
+    from gisp_service.db.session import write_transaction
+
+    with write_transaction(service.rt.sessions) as session:
+        expired = create_key(session, "erin", expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        valid = create_key(session, "erin", expires_at=datetime.now(UTC) + timedelta(days=1))
+        revoked = create_key(session, "erin")
+        revoke_key(session, revoked[:12])
+    for key, status in ((expired, 401), (valid, 200), (revoked, 401)):
+        assert service.client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == status
+
+
+def test_keys_are_listed_by_prefix_and_revoked_from_the_cli(service, monkeypatch, capsys):
+    code, out = _admin(service, monkeypatch, capsys, "create-key", "--tenant", "frank")
+    key = out.split()[-1]
+    code, listed = _admin(service, monkeypatch, capsys, "list-keys", "--tenant", "frank")
+    assert code == 0 and key[:12] in listed and key not in listed
+    code, _ = _admin(service, monkeypatch, capsys, "revoke-key", key[:12])
+    assert code == 0
     assert service.client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 401
-    assert _admin(service, "revoke-key", "gisp_nothing").returncode == 1
+    assert _admin(service, monkeypatch, capsys, "revoke-key", "gisp_nothing")[0] == 1
