@@ -17,16 +17,22 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from gisp_service.api import errors, openapi
 from gisp_service.api.admission import AdmissionLimit
+from gisp_service.api.body_limit import BodyLimit
 from gisp_service.api.checkpoints.router import router as checkpoints_router
 from gisp_service.api.datasets.router import router as datasets_router
+from gisp_service.api.datasets.schemas import DatasetUpload
 from gisp_service.api.deps import ServiceContext
 from gisp_service.api.jobs.router import router as jobs_router
+from gisp_service.api.jobs.schemas import JobCreate
+from gisp_service.api.limits import RateLimits
+from gisp_service.api.methods import Options
 from gisp_service.api.ops.metrics import make_registry
 from gisp_service.api.ops.router import router as ops_router
 from gisp_service.api.ops.staging import StagingReclaimer
 from gisp_service.api.ui.router import router as ui_router
 from gisp_service.api.webhooks.router import router as webhooks_router
 from gisp_service.core.logging import configure_logging
+from gisp_service.core.model_policy import ModelPolicy
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import Settings, get_settings
 
@@ -35,11 +41,15 @@ log = logging.getLogger("gisp.api")
 # chunks of a download after its response started), connections for /readyz and /metrics
 SPARE_THREADS = 8
 SPARE_CONNECTIONS = 2
+UPLOAD_PATHS = ("/v1/datasets", "/ui/datasets")  # the routes that read multipart bodies themselves
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    ctx = ServiceContext(Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS))
+    ctx = ServiceContext(
+        Runtime.build(settings, pool_size=settings.api_concurrency + SPARE_CONNECTIONS),
+        ModelPolicy.from_settings(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -60,8 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.limits = RateLimits(settings)
     app.state.metrics = make_registry(ctx)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_paths=UPLOAD_PATHS)
+    app.add_middleware(Options)
     app.add_middleware(AdmissionLimit, limit=settings.api_concurrency, exempt=frozenset({"/healthz"}))
     # HTTP request metrics (rate, latency, status) beside the service's collector on /metrics; added
     # after admission, so it is the outer layer and its latency includes a request's wait there
@@ -72,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(webhooks_router)
     app.include_router(ui_router)
-    openapi.install(app)
+    openapi.install(app, exact=(JobCreate,), components=(DatasetUpload,))
     return app
 
 

@@ -37,7 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
     create_key = admin_sub.add_parser("create-key", help="create an API key for a tenant (made if new)")
     create_key.add_argument("--tenant", required=True)
+    create_key.add_argument("--expires-in-days", type=float, default=None, help="the key stops working after this")
     create_key.set_defaults(func=_create_key)
+    list_keys = admin_sub.add_parser("list-keys", help="list API keys (prefixes only: keys are stored hashed)")
+    list_keys.add_argument("--tenant", default=None)
+    list_keys.set_defaults(func=_list_keys)
+    revoke = admin_sub.add_parser("revoke-key", help="revoke an API key (its id or prefix, from list-keys)")
+    revoke.add_argument("key", help="the key's id (key_...) or its prefix (gisp_...)")
+    revoke.set_defaults(func=_revoke_key)
 
     db = subparsers.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -57,21 +64,64 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def _create_key(args: argparse.Namespace) -> int:
+    from gisp_service.db.repos import tenants
+    from gisp_service.db.session import write_transaction
+
+    rt = _admin_runtime()
+    expires = None
+    if args.expires_in_days is not None:
+        from datetime import UTC, datetime, timedelta
+
+        expires = datetime.now(UTC) + timedelta(days=args.expires_in_days)
+    with write_transaction(rt.sessions) as session:
+        key = tenants.create_key(session, args.tenant, expires)
+    until = f", valid until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+    print(f"created an API key for tenant {args.tenant!r}{until}; it is shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def _admin_runtime():
     require_extra("service", *SERVICE_MODULES)
     from gisp_service.core.runtime import Runtime
     from gisp_service.core.settings import get_settings
     from gisp_service.db.migrate import upgrade
-    from gisp_service.db.repos import tenants
-    from gisp_service.db.session import write_transaction
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
-    rt = Runtime.build(settings)
-    with write_transaction(rt.sessions) as session:
-        key = tenants.create_key(session, args.tenant)
-    print(f"created an API key for tenant {args.tenant!r}; it is shown once:", file=sys.stderr)
-    print(key)
+    return Runtime.build(settings)
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    from gisp_service.db.repos import tenants
+    from gisp_service.db.session import read_session
+
+    with read_session(_admin_runtime().read_sessions) as session:
+        rows = tenants.list_keys(session, args.tenant)
+        print(f"{'id':<30} {'tenant':<20} {'prefix':<13} {'created':<17} {'expires':<17} revoked")
+        for key, tenant in rows:
+            print(f"{key.id:<30} {tenant:<20} {key.prefix:<13} {_when(key.created_at):<17} "
+                  f"{_when(key.expires_at):<17} {_when(key.revoked_at)}")  # fmt: skip
+    return 0
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+
+
+def _revoke_key(args: argparse.Namespace) -> int:
+    from gisp_service.db.repos import tenants
+    from gisp_service.db.session import write_transaction
+
+    try:
+        with write_transaction(_admin_runtime().sessions) as session:
+            key = tenants.revoke_key(session, args.key)
+            key_id, prefix = key.id, key.prefix
+    except LookupError as exc:
+        print(f"gisp: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"revoked {key_id} ({prefix}...); the API stops accepting it within 10 s (its key cache)")
     return 0
 
 

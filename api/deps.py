@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from gisp_service.api.errors import ApiProblem
 from gisp_service.core.logging import bind_log_context
+from gisp_service.core.model_policy import ModelPolicy
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.repos import tenants as tenant_repo
 from gisp_service.db.session import read_session, write_transaction
@@ -43,6 +44,7 @@ class ServiceContext:
     """What a request handler reaches: the app's runtime (database, store, Celery app)."""
 
     rt: Runtime
+    models: ModelPolicy
     default_tenant_id: str | None = None  # GISP_AUTH=off: tenant 'default', looked up once
     # sha256 of a valid key -> (tenant id, monotonic expiry): a poll that comes every second does
     # not look its key up every second
@@ -71,14 +73,17 @@ ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 async def current_tenant(
-    ctx: AppContext, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    ctx: AppContext,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The tenant id of the request's API key; 401 otherwise. A key seen valid in the last
     KEY_CACHE_SECONDS is not looked up again; a lookup is its own short read session (one
     connection per request at a time, which is what the pool is sized for). The id is bound to
-    the request's log lines."""
+    the request's log lines, and the key's hash to the request's state (rate limits count by key)."""
     if ctx.rt.settings.auth == "off":
         tenant_id = await run_in_threadpool(_default_tenant, ctx)
+        request.state.key_id = tenant_id
     else:
         key = credentials.credentials.strip() if credentials is not None else ""
         if not key:
@@ -88,6 +93,7 @@ async def current_tenant(
         tenant_id = _remembered(ctx, key) or await run_in_threadpool(_tenant_for_key, ctx, key)
         if tenant_id is None:
             raise ApiProblem(401, "invalid API key", "Authorization", headers=CHALLENGE)
+        request.state.key_id = tenant_repo.hash_key(key)[:32]
     bind_log_context(tenant_id=tenant_id)
     return tenant_id
 

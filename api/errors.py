@@ -39,6 +39,7 @@ WHY = {
     415: "unsupported media type",
     416: "the requested range is not satisfiable",
     422: "invalid input; `errors` names each offending field",
+    429: "a rate limit or quota was reached; `Retry-After` says when to try again",
     503: "a dependency (database, broker) does not answer",
     507: "the server's storage is full; retry later (Retry-After)",
 }
@@ -97,6 +98,15 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(loc[0] if loc else "body")
 
 
+def _error(error: dict[str, Any]) -> dict[str, str]:
+    """One pydantic error as a field and a message; a body that is not JSON names the body
+    (pydantic reports the character position as the field)."""
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        return {"field": "body", "message": f"the body is not valid JSON ({reason}); send a JSON object"}
+    return {"field": _field(tuple(error.get("loc", ()))), "message": error.get("msg", "invalid")}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _problem(_request: Request, exc: ApiProblem) -> JSONResponse:
@@ -104,10 +114,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in exc.errors()]
+        errors = [_error(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return problem_response(422, detail, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        detail = str(exc.detail)
+        if exc.status_code == 405:  # every method of the path, not only the first matching route's
+            from gisp_service.api.methods import allowed_methods
+
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+            detail = f"{request.method} is not allowed here; use {headers['Allow']}"
+        return problem_response(exc.status_code, detail, headers=headers or None)

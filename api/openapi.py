@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from gisp_service.api.errors import PROBLEM_JSON, FieldError, Problem
 
@@ -48,9 +49,24 @@ def _rename_pages(schema: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)
 
 
-def install(app: FastAPI) -> None:
-    """Replace `app.openapi` with the cleaned document (built once, as FastAPI caches it)."""
-    build = app.openapi
+def _exact_bounds(components: dict[str, Any], models: tuple[type[BaseModel], ...]) -> None:
+    """FastAPI's OpenAPI model holds `maximum` as a float, which turns 2**63-1 into 2**63; put
+    back the models' own integer bounds."""
+    for model in models:
+        own = model.model_json_schema()["properties"]
+        for name, prop in components.get(model.__name__, {}).get("properties", {}).items():
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if isinstance(own.get(name, {}).get(key), int):
+                    prop[key] = own[name][key]
+
+
+def install(
+    app: FastAPI, exact: tuple[type[BaseModel], ...] = (), components: tuple[type[BaseModel], ...] = ()
+) -> None:
+    """Replace `app.openapi` with the cleaned document (built once, as FastAPI caches it);
+    `exact`: request models whose integer bounds must survive as written; `components`: models a
+    route reads by hand (a streamed upload) and names in its `openapi_extra`."""
+    build, extra_models = app.openapi, components
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -65,6 +81,9 @@ def install(app: FastAPI) -> None:
         for name in FASTAPI_VALIDATION:
             components.pop(name, None)
         components.update(_problem_schemas())
+        _exact_bounds(components, exact)
+        for model in extra_models:
+            components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
         app.openapi_schema = _rename_pages(schema)
         return app.openapi_schema
 

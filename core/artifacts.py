@@ -83,6 +83,19 @@ class ArtifactStore:
             raise
         return Path(tmp), digest.hexdigest(), size
 
+    def open_staging(self, suffix: str) -> tuple[BinaryIO, Path]:
+        """A new staging file for an upload that arrives in chunks; `close_staging` makes it durable."""
+        staging = self.root / "uploads" / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
+        return os.fdopen(fd, "wb"), Path(tmp)
+
+    @staticmethod
+    def close_staging(handle: BinaryIO) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+
     def stage_file(self, write: Callable[[BinaryIO], None], suffix: str) -> tuple[Path, str, int]:
         """A staged file that `write` fills (e.g. a dataset's canonical .jsonl), with its sha256 and size."""
         staging = self.staging_dir()

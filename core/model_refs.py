@@ -4,6 +4,7 @@ path: a tenant must not make the worker read arbitrary files."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -49,3 +50,16 @@ def resolve(name: str, roots: list[Path]) -> str:
     """The source the engine loads: the local folder when there is one, else the hub id."""
     folder = local_folder(name, roots)
     return str(folder) if folder is not None else name
+
+
+def local_context_length(name: str, roots: list[Path]) -> int | None:
+    """A local Hugging Face folder's `max_position_embeddings` (None when unknown: a GGUF folder,
+    a hub id, a config without it); the worker checks again once the model is loaded."""
+    folder = local_folder(name, roots)
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    try:
+        value = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None

@@ -34,10 +34,25 @@ class Settings(BaseSettings):
     # an upload's staging file untouched this long was left by a crash (a live upload writes every
     # chunk); the API deletes such files at start and every quarter of this age
     staging_max_age: float = Field(3600.0, gt=0)
+    # any other request body (JSON) is refused past this size, declared or counted as it arrives
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # per API key, requests a minute (0: unlimited); per tenant, queued + running jobs and stored
+    # upload bytes (0: unlimited); each refusal is a 429 with Retry-After
+    rate_jobs_per_minute: int = Field(default=60, ge=0)
+    rate_uploads_per_minute: int = Field(default=10, ge=0)
+    max_active_jobs: int = Field(default=20, ge=0)
+    max_tenant_bytes: int = Field(default=20 * 1024**3, ge=0)
     # hub datasets: folders that mirror hub ids (<root>/<org>/<name>) for closed networks, and the row cap
     dataset_mirrors: str = ""
     hub_max_rows: int = 100_000
     auth: Literal["on", "off"] = "on"
+    # models a job may name: `local` (every model under model_roots), hub ids or patterns
+    # (`HuggingFaceTB/*`), `*` for any hub id; the default suits a closed network: local models only
+    allowed_models: str = "local"
+    # the hub a hub id is checked against at submit (a HEAD, cached) and the worker downloads from;
+    # empty: no hub (nothing is fetched, the worker runs offline)
+    hub_url: str = "https://huggingface.co"
+    hub_timeout: float = Field(default=3.0, gt=0)  # seconds for the submit check and the worker's metadata calls
     eager_materialize: bool = False
     # a dead worker's job is taken over within heartbeat_timeout + reconcile_interval (+ the next
     # worker's start): 30 + 10 s by default; shorter risks presuming a stalled (not dead) worker dead
@@ -61,6 +76,9 @@ class Settings(BaseSettings):
     # requests one API process handles at once; more wait their turn (the thread pool and the
     # database pool are sized from it, so an admitted request never waits for either)
     api_concurrency: int = Field(default=32, ge=1)
+    # the operator's token for /metrics (every tenant's job counts); unset: /metrics answers 401,
+    # unless auth is off
+    metrics_token: str = ""
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"  # json: one object per line, for log collectors
 

@@ -54,6 +54,10 @@ def add_setting_arguments(parser: argparse.ArgumentParser, service: bool = False
             continue
         flag = "--" + spec.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": spec.name, "help": spec.help}
+        if spec.bounds_text():
+            kwargs["help"] += f"; {spec.bounds_text()}"
+        if spec.max_items is not None:
+            kwargs["help"] += f", at most {spec.max_items} values"
         if spec.required:
             kwargs["required"] = True
         else:

@@ -32,8 +32,19 @@ class SettingSpec:
     ge: float | None = None  # numeric bounds of the value, or of each item of a list setting
     gt: float | None = None
     lt: float | None = None
+    le: float | None = None
     choices: Callable[[], list[str]] | None = None  # the registry's names, read when asked
     min_items: int | None = None
+    max_items: int | None = None
+
+    def bounds_text(self) -> str:
+        """The bounds as `--help` shows them, e.g. `1–4096`, `(0, 1)`."""
+        if self.gt is not None or self.lt is not None:
+            return f"({_num(self.gt, '-inf')}, {_num(self.lt, 'inf')})"
+        if self.ge is not None and self.le is not None:
+            return f"{_num(self.ge)}–{_num(self.le)}"
+        return f"≥ {_num(self.ge)}" if self.ge is not None else ""
+
     service: bool = True  # a job may set it (device is the worker's, not the client's)
 
     @property
@@ -41,9 +52,25 @@ class SettingSpec:
         return self.default is MISSING
 
 
+def _num(value: float | None, missing: str = "") -> str:
+    return missing if value is None else f"{value:g}" if abs(value) < 1e15 else str(int(value))
+
+
 def _setting(default: Any, help: str, **spec: Any) -> Any:
     extra = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
     return field(metadata={"spec": {"help": help, **spec}}, **extra)
+
+
+# Upper bounds: what a client may ask for at all (a long list of targets or a huge step count is
+# work and memory someone else's job waits for). The model's context length bounds seq_len further,
+# once the model is known.
+MAX_TARGETS = 64
+MAX_STEPS = 4096
+MAX_SAMPLES = 65_536
+MAX_SEQ_LEN = 131_072
+MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as the database stores it
+MAX_LAYER_INDEX = 1023
+TARGET_DECIMALS = 6
 
 
 def _dtype_names() -> list[str]:
@@ -53,20 +80,32 @@ def _dtype_names() -> list[str]:
 @dataclass
 class PruneSettings:
     targets: list[float] = field(
-        metadata={"spec": {"help": "sparsities to record, e.g. 0.2,0.4", "gt": 0.0, "lt": 1.0, "min_items": 1}}
+        metadata={
+            "spec": {
+                "help": "sparsities to record, e.g. 0.2,0.4",
+                "gt": 0.0,
+                "lt": 1.0,
+                "min_items": 1,
+                "max_items": MAX_TARGETS,
+            }
+        }
     )
     objective: str = _setting("perplexity", "loss the importance comes from", choices=objective_names)
     method: str = _setting("gisp", "how units are ranked for removal", choices=method_names)
-    steps: int = _setting(16, "schedule steps up to the largest target (one-shot methods use 1)", ge=1)
-    samples: int = _setting(64, "calibration samples", ge=1)
-    seq_len: int = _setting(256, "tokens per calibration window", ge=2)
-    seed: int = _setting(0, "seed of the calibration sampling and of seeded methods", ge=0)
+    steps: int = _setting(16, "schedule steps up to the largest target (one-shot methods use 1)", ge=1, le=MAX_STEPS)
+    samples: int = _setting(64, "calibration samples", ge=1, le=MAX_SAMPLES)
+    seq_len: int = _setting(
+        256, "tokens per calibration window (at most the model's context length)", ge=2, le=MAX_SEQ_LEN
+    )
+    seed: int = _setting(0, "seed of the calibration sampling and of seeded methods", ge=0, le=MAX_SEED)
     importance: str | None = _setting(
         None, "importance estimator; unset: taylor for the margin objective, else fisher", choices=estimator_names
     )
     normalization: str = _setting("param", "block-wise normalization of scores", choices=NORMALIZATIONS.names)
-    protect_layers: list[int] = _setting([], "layer indices kept whole, e.g. 0,31", ge=0)
-    batch_size: int = _setting(8, "sequences per forward pass while scoring", ge=1)
+    protect_layers: list[int] = _setting(
+        [], "layer indices kept whole, e.g. 0,31", ge=0, le=MAX_LAYER_INDEX, max_items=MAX_LAYER_INDEX + 1
+    )
+    batch_size: int = _setting(8, "sequences per forward pass while scoring", ge=1, le=MAX_SAMPLES)
     device: str = _setting("cpu", "cpu, cuda or cuda:N", service=False)
     dtype: str = _setting("float32", "weights' dtype while pruning and in the export", choices=_dtype_names)
     heldout: int = _setting(
@@ -74,13 +113,15 @@ class PruneSettings:
         "examples measured for each checkpoint's metrics (from the evaluation data if given, else kept "
         "out of the calibration data)",
         ge=0,
+        le=MAX_SAMPLES,
     )
     gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
 
     def __post_init__(self) -> None:
         if self.importance is None:
             self.importance = default_importance(self.objective)
-        self.targets = sorted({round(float(t), 6) for t in self.targets})
+        check_setting(setting_spec("targets"), self.targets)  # as sent, before rounding
+        self.targets = sorted({_rounded_target(t) for t in self.targets})
         self.validate()
 
     def validate(self) -> None:
@@ -115,10 +156,16 @@ def setting_specs() -> list[SettingSpec]:
     return out
 
 
+def setting_spec(name: str) -> SettingSpec:
+    return next(spec for spec in setting_specs() if spec.name == name)
+
+
 def check_setting(spec: SettingSpec, value: Any) -> None:
     """Raise ConfigError naming the setting when `value` breaks its bounds or choices."""
     if spec.min_items is not None and len(value) < spec.min_items:
         raise ConfigError(f"{spec.name} needs at least {spec.min_items} value(s)", field=spec.name)
+    if spec.max_items is not None and len(value) > spec.max_items:
+        raise ConfigError(f"{spec.name} takes at most {spec.max_items} values, not {len(value)}", field=spec.name)
     for item in value if isinstance(value, list) else [value]:
         if item is None:
             continue
@@ -129,11 +176,25 @@ def check_setting(spec: SettingSpec, value: Any) -> None:
         if isinstance(item, str):
             continue
         if spec.ge is not None and item < spec.ge:
-            raise ConfigError(f"{spec.name} must be at least {spec.ge:g}, not {item!r}", field=spec.name)
+            raise ConfigError(f"{spec.name} must be at least {_num(spec.ge)}, not {item!r}", field=spec.name)
+        if spec.le is not None and item > spec.le:
+            raise ConfigError(f"{spec.name} must be at most {_num(spec.le)}, not {item!r}", field=spec.name)
         low = spec.gt if spec.gt is not None else float("-inf")
         high = spec.lt if spec.lt is not None else float("inf")
         if not low < item < high:
             raise ConfigError(f"{spec.name} {item!r} is outside ({low:g}, {high:g})", field=spec.name)
+
+
+def _rounded_target(target: float) -> float:
+    """Targets are kept to TARGET_DECIMALS decimals; one that rounds onto 0 or 1 is refused as sent."""
+    rounded = round(float(target), TARGET_DECIMALS)
+    if not 0 < rounded < 1:
+        raise ConfigError(
+            f"target {target!r} rounds to {rounded:g} (targets keep {TARGET_DECIMALS} decimals); "
+            "give one inside (0, 1)",
+            field="targets",
+        )
+    return rounded
 
 
 def default_importance(objective: str) -> str:

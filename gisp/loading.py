@@ -47,6 +47,19 @@ def load_config(source: str, revision: str | None = None) -> PretrainedConfig:
         raise ModelNotFoundError(f"cannot load model {source!r}: {exc}".splitlines()[0], field="model") from exc
 
 
+def context_length(config: PretrainedConfig) -> int | None:
+    """The most positions the model was built for (None when its config does not say)."""
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def check_context(seq_len: int, config: PretrainedConfig) -> None:
+    """A calibration window longer than the model's context is refused, naming both numbers."""
+    limit = context_length(config)
+    if limit is not None and seq_len > limit:
+        raise ConfigError(f"seq_len {seq_len} exceeds the model's context length of {limit} tokens", field="seq_len")
+
+
 def load_model(source: str, device: str = "cpu", dtype: str = "float32", revision: str | None = None) -> LoadedModel:
     """Load a supported causal LM and its tokenizer, in eval mode, on `device`. A GGUF file is
     loaded through its cached conversion and recorded as the file itself (its absolute path)."""

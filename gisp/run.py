@@ -13,7 +13,7 @@ from gisp.data import Columns, Example, build_examples, read_records
 from gisp.data.examples import Mode
 from gisp.data.records import RecordKind, file_sha256
 from gisp.eval.perplexity import heldout_metrics
-from gisp.loading import LoadedModel, load_model
+from gisp.loading import LoadedModel, check_context, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
@@ -59,6 +59,7 @@ def prepare(
     sha = file_sha256(data)
     check_stop(should_stop, "model loading")
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+    check_context(settings.seq_len, loaded.model.config)
     check_stop(should_stop, "data preparation")
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count

@@ -73,7 +73,10 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """`env` adds settings (GISP_* variables) to the server's environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("GISP_") or k == "GISP_SHARED"}
-    base.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(model_root), HF_HUB_OFFLINE="1", **(env or {}))
+    base.update(GISP_DATA_DIR=str(data_dir), GISP_MODEL_ROOTS=str(model_root), HF_HUB_OFFLINE="1")
+    # hub ids are accepted unchecked (there is no hub here), so a job naming a missing one reaches
+    # the worker and fails there, which several tests need
+    base.update(GISP_ALLOWED_MODELS="local,*", GISP_HUB_URL="", **(env or {}))
     env = base
     created = subprocess.run(
         [*GISP, "admin", "create-key", "--tenant", tenant], env=env, capture_output=True, text=True, timeout=120

@@ -19,12 +19,14 @@ from celery.signals import (
 )
 
 from gisp_service.core.logging import bind_log_context, clear_log_context, configure_logging
+from gisp_service.core.model_policy import worker_hub_environment
 from gisp_service.core.queue import TASK_NAME, make_celery
 from gisp_service.core.runtime import Runtime
 from gisp_service.core.settings import get_settings
 from gisp_service.worker.process import SHUTDOWN_REQUESTED, ProcessRuntime, worker_id
 from gisp_service.worker.reconciler import ReconcilerThread
 
+worker_hub_environment(get_settings())  # before anything imports huggingface_hub
 app = make_celery(get_settings())
 # The runtime of the tasks of this process: with --pool solo, the worker's own process; with
 # prefork, each child (built after its fork, never the parent's).

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from gisp_service.api.checkpoints import service
+from gisp_service.api.checkpoints import conditional, service
 from gisp_service.api.checkpoints.schemas import CheckpointOut
 from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page
+from gisp_service.api.schemas import Page, PageAfter, PageLimit
 
 router = APIRouter(tags=["checkpoints"], responses=problems(401), generate_unique_id_function=operation_id)
 TAR = "application/x-tar"
@@ -20,10 +20,15 @@ GGUF = "application/octet-stream"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404))
-def list_checkpoints(job_id: str, session: ReadSession, tenant: TenantId):
-    """The job's registered checkpoints, by target sparsity."""
-    return service.for_job(session, tenant, job_id)
+@router.get(
+    "/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404, 422)
+)
+def list_checkpoints(
+    job_id: str, session: ReadSession, tenant: TenantId, limit: PageLimit = 20, after: PageAfter = None
+):
+    """The job's registered checkpoints, by target sparsity, a page at a time (`after`: the last
+    checkpoint id of the previous page)."""
+    return service.for_job(session, tenant, job_id, limit, after)
 
 
 @router.get(
@@ -50,37 +55,42 @@ def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: TenantId):
     return service.get(session, tenant, checkpoint_id)
 
 
+DOWNLOAD_RESPONSES = {
+    200: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "the tar, or the GGUF file"},
+    206: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "a byte range"},
+    304: {"description": "If-None-Match matched the ETag (a strong or weak tag, one of a list, or *)"},
+} | problems(404, 409, 416, 422, 507)
+Format = Annotated[
+    Literal["hf", "gguf"],
+    Query(alias="format", description="hf: the Hugging Face folder as a tar; gguf: a GGUF file (f16), llama.cpp"),
+]
+
+
 @router.get(
     "/v1/checkpoints/{checkpoint_id}/download",
     name="download",
     response_class=FileResponse,
-    responses={
-        200: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "the tar, or the GGUF file"},
-        206: {"content": {TAR: BINARY, GGUF: BINARY}, "description": "a byte range"},
-        304: {"description": "If-None-Match matched the ETag"},
-    }
-    | problems(404, 409, 416, 422, 507),
+    responses=DOWNLOAD_RESPONSES,
 )
 def download_checkpoint(
-    checkpoint_id: str,
-    request: Request,
-    ctx: AppContext,
-    tenant: TenantId,
-    artifact_format: Annotated[
-        Literal["hf", "gguf"],
-        Query(alias="format", description="hf: the Hugging Face folder as a tar; gguf: a GGUF file (f16), llama.cpp"),
-    ] = "hf",
+    checkpoint_id: str, request: Request, ctx: AppContext, tenant: TenantId, artifact_format: Format = "hf"
 ):
     """The checkpoint's Hugging Face folder as a tar (files at the archive root), or with
     `format=gguf` as a GGUF file that llama.cpp runs; each built on its first request and cached.
-    `ETag` is that artifact's sha256; Range requests get 206; If-None-Match, 304."""
+    `ETag` is that artifact's sha256; Range requests get 206 (an invalid Range is ignored, as RFC
+    9110 says); If-None-Match, 304."""
     download = service.download(ctx.rt, tenant, checkpoint_id, artifact_format)
-    etag = f'"{download.sha256}"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(
-        download.path,
-        media_type=download.media_type,
-        filename=download.filename,
-        headers={"ETag": etag, "X-Checksum-SHA256": download.sha256},
-    )
+    return conditional.file_response(request, download.path, download.sha256, download.media_type, download.filename)
+
+
+@router.head(
+    "/v1/checkpoints/{checkpoint_id}/download",
+    name="download_head",
+    response_class=FileResponse,
+    responses=DOWNLOAD_RESPONSES,
+)
+def download_checkpoint_head(
+    checkpoint_id: str, request: Request, ctx: AppContext, tenant: TenantId, artifact_format: Format = "hf"
+):
+    """The download's headers alone (size, ETag, checksum), e.g. before a resumable download."""
+    return download_checkpoint(checkpoint_id, request, ctx, tenant, artifact_format)

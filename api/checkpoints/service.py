@@ -34,9 +34,10 @@ def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint:
     return found(checkpoint_repo.get(session, tenant_id, checkpoint_id), "checkpoint", checkpoint_id, "checkpoint_id")
 
 
-def for_job(session: Session, tenant_id: str, job_id: str) -> dict[str, Any]:
+def for_job(session: Session, tenant_id: str, job_id: str, limit: int, after: str | None) -> dict[str, Any]:
     job = job_service.get(session, tenant_id, job_id)
-    return {"data": checkpoint_repo.for_job(session, job.id), "has_more": False}
+    rows, more = checkpoint_repo.page_for_job(session, job.id, limit, after)
+    return {"data": rows, "has_more": more}
 
 
 def select(

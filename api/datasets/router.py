@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from gisp_service.api.datasets import service
-from gisp_service.api.datasets.schemas import ColumnMapping, DatasetOut, DatasetUpload
+from gisp_service.api.datasets.schemas import DatasetOut
+from gisp_service.api.datasets.upload import MULTIPART_OVERHEAD, receive
 from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
+from gisp_service.api.limits import UploadRate
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page, PageAfter, PageLimit
 from gisp_service.db.session import write_transaction
@@ -19,30 +20,39 @@ router = APIRouter(
 )
 
 
-@router.post("", name="upload", status_code=201, response_model=DatasetOut, responses=problems(413, 422))
-def upload_dataset(
-    request: Request,
-    form: Annotated[DatasetUpload, Form(media_type="multipart/form-data")],
-    ctx: AppContext,
-    tenant: TenantId,
-):
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/DatasetUpload"}}},
+    }
+}
+
+
+@router.post(
+    "",
+    name="upload",
+    status_code=201,
+    response_model=DatasetOut,
+    responses=problems(400, 413, 415, 422, 429),
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload_dataset(request: Request, ctx: AppContext, tenant: TenantId, _rate: UploadRate):
     """Upload calibration or evaluation data; it is validated with the engine's reader and stored by
     sha256, so a job never fails later on data the upload accepted. A table (.json, .csv, .parquet,
     .arrow, a zipped save_to_disk folder) is read with `datasets`; the form's column fields name the
-    columns that hold the records' parts. The body is streamed to disk; past GISP_MAX_UPLOAD_BYTES
-    (512 MiB by default) the upload is refused with 413."""
-    service.check_declared_size(request.headers.get("content-length"), ctx.rt.settings.max_upload_bytes)
-    with write_transaction(ctx.rt.sessions) as session:
-        return service.upload(
-            session,
-            ctx.rt.store,
-            tenant,
-            form.file.file,
-            form.file.filename or "",
-            form.name,
-            ctx.rt.settings.max_upload_bytes,
-            service.columns_of(form.model_dump(include=set(ColumnMapping.model_fields))),
-        )
+    columns that hold the records' parts. The key is checked before any of the body is read; the
+    body is streamed to disk; past GISP_MAX_UPLOAD_BYTES (512 MiB by default) the upload is refused
+    with 413, before reading when Content-Length says so."""
+    limit = ctx.rt.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():  # a declared size past the tenant's storage quota is refused before reading
+        await run_in_threadpool(service.check_storage, ctx.rt, tenant, int(declared) - MULTIPART_OVERHEAD)
+    received = await receive(request, ctx.rt.store, limit)
+    try:
+        form = service.form_of(received.fields)
+        return await run_in_threadpool(service.store_upload, ctx.rt, tenant, received, form)
+    finally:
+        received.discard()
 
 
 @router.get("", name="list", response_model=Page[DatasetOut], responses=problems(422))

@@ -29,6 +29,14 @@ class ColumnMapping(BaseModel):
     answer_field: str | None = _column(DEFAULT_NAMES["answer_field"])  # type: ignore[assignment]
 
 
+class DatasetFields(ColumnMapping):
+    """The upload form's text fields: an optional name and an optional column mapping."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(None, max_length=300, description="a display name (default: the file's name)")
+
+
 class DatasetUpload(ColumnMapping):
     """A multipart upload: the file, an optional name and an optional column mapping."""
 

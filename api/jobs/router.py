@@ -12,6 +12,7 @@ from gisp_service.api.errors import problems
 from gisp_service.api.jobs import service, stream
 from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
 from gisp_service.api.jobs.stream import EVENT_STREAM
+from gisp_service.api.limits import SubmitRate
 from gisp_service.api.openapi import operation_id
 from gisp_service.api.schemas import Page, PageAfter, PageLimit
 from gisp_service.core.queue import enqueue
@@ -27,13 +28,14 @@ log = logging.getLogger("gisp.api")
     status_code=201,
     response_model=JobOut,
     responses={200: {"model": JobOut, "description": "the job an earlier request made with this Idempotency-Key"}}
-    | problems(422),
+    | problems(413, 415, 422, 429),
 )
 def submit_job(
     body: JobCreate,
     response: Response,
     ctx: AppContext,
     tenant: TenantId,
+    _rate: SubmitRate,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", max_length=200, description="the same key and body return the same job"),
@@ -42,7 +44,7 @@ def submit_job(
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with write_transaction(ctx.rt.sessions) as session:
         job, created = service.create(
-            session, tenant, body, idempotency_key, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
+            session, tenant, body, idempotency_key, ctx.models, ctx.rt.settings
         )
         result = service.out(session, job)
     if created:

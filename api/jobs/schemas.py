@@ -23,7 +23,8 @@ def _item_type(spec: SettingSpec, item: Any) -> Any:
     """One value's type: an enum of the registry's names, or the number with its bounds."""
     if spec.choices is not None:
         return Literal[tuple(spec.choices())]
-    bounds = {k: v for k, v in (("ge", spec.ge), ("gt", spec.gt), ("lt", spec.lt)) if v is not None}
+    pairs = (("ge", spec.ge), ("gt", spec.gt), ("lt", spec.lt), ("le", spec.le))
+    bounds = {k: (int(v) if item is int else v) for k, v in pairs if v is not None}
     return Annotated[item, Field(**bounds)] if bounds else item
 
 
@@ -33,6 +34,7 @@ def _request_field(spec: SettingSpec) -> tuple[Any, Any]:
     if origin is list:
         annotation: Any = list[_item_type(spec, args[0])]
         extra["min_length"] = spec.min_items
+        extra["max_length"] = spec.max_items
     elif origin in (Union, types.UnionType):  # `str | None`: optional, None means "the engine decides"
         annotation = _item_type(spec, next(a for a in args if a is not type(None))) | None
     else:

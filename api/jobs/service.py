@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +18,10 @@ from gisp.errors import ConfigError, DataFormatError
 from gisp.objectives import get_objective
 from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs.schemas import JOB_SETTINGS, JobCreate
+from gisp_service.api.limits import too_many
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core import model_refs
+from gisp_service.core.model_policy import ModelPolicy, ModelRefused
 from gisp_service.core.settings import Settings
 from gisp_service.db.ids import new_id
 from gisp_service.db.models import Job
@@ -28,6 +31,7 @@ from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
 
 SETTING_NAMES = {spec.name for spec in JOB_SETTINGS}
+QUOTA_RETRY_SECONDS = 60  # a job takes minutes: when to try again after the quota refused one
 
 
 def _check_kind(objective: str, kind: str, field: str, errors: list[dict[str, str]]) -> None:
@@ -51,15 +55,44 @@ def _check_hub(body: JobCreate, max_rows: int, errors: list[dict[str, str]]) -> 
     _check_kind(body.objective, kind, "hub_dataset.columns", errors)
 
 
+def _check_context(body: JobCreate, model_roots: list[Path], errors: list[dict[str, str]]) -> None:
+    limit = model_refs.local_context_length(body.model, model_roots)
+    if limit is not None and body.seq_len > limit:
+        errors.append(
+            {
+                "field": "seq_len",
+                "message": f"seq_len {body.seq_len} exceeds model {body.model!r}'s context length of {limit} tokens",
+            }
+        )
+
+
+def _check_length(body: JobCreate, dataset, errors: list[dict[str, str]]) -> None:
+    """A text upload too short for one calibration window. Each token covers at least one byte,
+    plus a BOS (and a tokenizer's prefix) per record, so `bytes + 2 × records` bounds the token
+    count of .txt/.jsonl data; the worker counts exactly once the tokenizer is loaded."""
+    if dataset.kind != "text" or dataset.format not in ("txt", "jsonl") or body.objective != "perplexity":
+        return
+    most = dataset.bytes + 2 * dataset.records
+    if most < body.seq_len:
+        errors.append(
+            {
+                "field": "dataset_id",
+                "message": f"dataset {dataset.name!r} has {dataset.bytes} bytes in {dataset.records} record(s), at "
+                f"most {most} tokens: fewer than one calibration window of seq_len={body.seq_len} tokens "
+                f"(samples={body.samples} windows were asked for); upload more text or lower seq_len",
+            }
+        )
+
+
 def validate(
-    session: Session, tenant_id: str, body: JobCreate, model_roots, max_hub_rows: int = 100_000
+    session: Session, tenant_id: str, body: JobCreate, models: ModelPolicy, max_hub_rows: int = 100_000
 ) -> PruneSettings:
     """The checks the schema cannot make (the model reference, the tenant's datasets and their
     kinds), then the engine's own settings; a 422 names every offending field."""
     errors: list[dict[str, str]] = []
     try:
-        model_refs.check(body.model, model_roots)
-    except model_refs.InvalidModelRef as exc:
+        models.check(body.model)
+    except (model_refs.InvalidModelRef, ModelRefused) as exc:
         errors.append({"field": "model", "message": str(exc)})
     if (body.dataset_id is None) == (body.hub_dataset is None):
         errors.append({"field": "dataset_id", "message": "give either dataset_id (an upload) or hub_dataset"})
@@ -72,8 +105,10 @@ def validate(
             errors.append({"field": field, "message": f"dataset {dataset_id!r} not found"})
         elif field == "dataset_id":
             _check_kind(body.objective, dataset.kind, field, errors)
+            _check_length(body, dataset, errors)
     if body.hub_dataset is not None:
         _check_hub(body, max_hub_rows, errors)
+    _check_context(body, models.roots, errors)
     settings = None
     try:
         settings = PruneSettings(**body.model_dump(include=SETTING_NAMES))
@@ -98,16 +133,24 @@ def create(
     tenant_id: str,
     body: JobCreate,
     idempotency_key: str | None,
-    model_roots,
-    max_hub_rows: int = 100_000,
+    models: ModelPolicy,
+    limits: Settings,
 ) -> tuple[Job, bool]:
-    """Returns (job, created). An existing job for the same key and body is returned as is."""
+    """Returns (job, created). An existing job for the same key and body is returned as is; a
+    new one counts against the tenant's quota of queued and running jobs."""
     digest = request_hash(body)
     if idempotency_key:
         existing = job_repo.by_idempotency_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-    settings = validate(session, tenant_id, body, model_roots, max_hub_rows)
+    active = job_repo.active_count(session, tenant_id) if limits.max_active_jobs else 0
+    if limits.max_active_jobs and active >= limits.max_active_jobs:
+        raise too_many(
+            f"the tenant has {active} queued or running jobs, the most allowed (GISP_MAX_ACTIVE_JOBS)",
+            "body",
+            QUOTA_RETRY_SECONDS,
+        )
+    settings = validate(session, tenant_id, body, models, limits.hub_max_rows)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,

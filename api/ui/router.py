@@ -7,14 +7,15 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from gisp_service.api.checkpoints import service as checkpoint_service
 from gisp_service.api.datasets import service as dataset_service
-from gisp_service.api.datasets.schemas import ColumnMapping
+from gisp_service.api.datasets.upload import receive
 from gisp_service.api.deps import AppContext, ServiceContext
 from gisp_service.api.errors import ApiProblem
 from gisp_service.api.jobs import service as job_service
@@ -93,42 +94,22 @@ def datasets_page(request: Request, session: Signed, ctx: Ctx) -> HTMLResponse:
 
 
 @router.post("/datasets")
-def upload(
-    request: Request,
-    session: Signed,
-    ctx: Ctx,
-    file: UploadFile,
-    csrf: Annotated[str, Form()] = "",
-    name: Annotated[str, Form(max_length=300)] = "",
-    text_field: Annotated[str, Form(max_length=200)] = "",
-    prompt_field: Annotated[str, Form(max_length=200)] = "",
-    completion_field: Annotated[str, Form(max_length=200)] = "",
-    question_field: Annotated[str, Form(max_length=200)] = "",
-    choices_field: Annotated[str, Form(max_length=200)] = "",
-    answer_field: Annotated[str, Form(max_length=200)] = "",
-) -> HTMLResponse:
-    """The table fragment, with the new row or the reason the upload was refused."""
-    session.check_csrf(csrf)
-    mapping = {
-        k: v.strip() or None for k, v in locals().items() if k in ColumnMapping.model_fields and isinstance(v, str)
-    }
+async def upload(request: Request, session: Signed, ctx: Ctx) -> HTMLResponse:
+    """The table fragment, with the new row or the reason the upload was refused (the body is
+    read only after the session cookie was checked, streamed as the API's upload is)."""
     error, status = None, 201
+    received = None
     try:
-        dataset_service.check_declared_size(request.headers.get("content-length"), ctx.rt.settings.max_upload_bytes)
-        with write_transaction(ctx.rt.sessions) as db:
-            dataset_service.upload(
-                db,
-                ctx.rt.store,
-                session.tenant_id,
-                file.file,
-                file.filename or "",
-                name.strip() or None,
-                ctx.rt.settings.max_upload_bytes,
-                dataset_service.columns_of(mapping),
-            )
+        received = await receive(request, ctx.rt.store, ctx.rt.settings.max_upload_bytes)
+        session.check_csrf(received.fields.pop("csrf", ""))
+        form = dataset_service.form_of(received.fields)
+        await run_in_threadpool(dataset_service.store_upload, ctx.rt, session.tenant_id, received, form)
     except ApiProblem as exc:
         error, status = problem_text(exc), exc.status
-    datasets = _datasets(ctx, session.tenant_id)
+    finally:
+        if received is not None:
+            received.discard()
+    datasets = await run_in_threadpool(_datasets, ctx, session.tenant_id)
     return page(request, "_datasets_table.html", status, session=session, datasets=datasets, error=error)
 
 
@@ -179,7 +160,7 @@ async def submit(request: Request, session: Signed, ctx: Ctx) -> Response:
         body = JobCreate.model_validate(fields)
         with write_transaction(ctx.rt.sessions) as db:
             job, _ = job_service.create(
-                db, session.tenant_id, body, None, ctx.rt.settings.model_root_paths, ctx.rt.settings.hub_max_rows
+                db, session.tenant_id, body, None, ctx.models, ctx.rt.settings
             )
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

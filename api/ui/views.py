@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gisp.config import MAX_TARGETS
 from gisp_service.api.checkpoints import service as checkpoint_service
 from gisp_service.api.checkpoints.schemas import CheckpointOut
 from gisp_service.api.jobs import service as job_service
@@ -54,7 +55,8 @@ def job_state(session: Session, rt: Runtime, tenant_id: str, job_id: str) -> dic
             if event.type == "step":
                 steps.append({k: event.data.get(k) for k in ("step", "loss", "sparsity")})
         more = page["has_more"]
-    checkpoints = [checkpoint_json(c) for c in checkpoint_service.for_job(session, tenant_id, job_id)["data"]]
+    rows = checkpoint_service.for_job(session, tenant_id, job_id, MAX_TARGETS, None)["data"]  # one per target
+    checkpoints = [checkpoint_json(c) for c in rows]
     dense = trajectory(rt, job_id).get("dense_metrics") or {}
     metric = headline([c["metrics"] for c in checkpoints] + [dense])
     return {

@@ -34,6 +34,18 @@ def for_job(session: Session, job_id: str) -> list[Checkpoint]:
     )
 
 
+def page_for_job(session: Session, job_id: str, limit: int, after: str | None) -> tuple[list[Checkpoint], bool]:
+    """A page of the job's checkpoints by target, after the checkpoint `after` (its id is the cursor)."""
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    if after:
+        cursor = session.get(Checkpoint, after)
+        if cursor is None or cursor.job_id != job_id:
+            return [], False
+        query = query.where(Checkpoint.target_sparsity > cursor.target_sparsity)
+    rows = list(session.scalars(query.order_by(Checkpoint.target_sparsity).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
 def count_for_job(session: Session, job_id: str) -> int:
     return int(session.scalar(select(func.count()).select_from(Checkpoint).where(Checkpoint.job_id == job_id)) or 0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from gisp_service.db.models import Dataset, Job, utcnow
@@ -32,3 +32,11 @@ def in_use(session: Session, dataset_id: str) -> bool:
 def soft_delete(session: Session, dataset: Dataset) -> None:
     dataset.deleted_at = utcnow()
     session.flush()
+
+
+def stored_bytes(session: Session, tenant_id: str) -> int:
+    """Bytes of the tenant's visible uploads (what its storage quota counts)."""
+    query = select(func.coalesce(func.sum(Dataset.bytes), 0)).where(
+        Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None)
+    )
+    return int(session.scalar(query) or 0)

@@ -136,3 +136,10 @@ def release(session: Session, job_id: str, lease: str) -> bool:
         .values(status="queued", heartbeat_at=utcnow(), lease=None, worker_id=None)
     )
     return result.rowcount == 1
+
+
+def active_count(session: Session, tenant_id: str) -> int:
+    """The tenant's queued and running jobs (what its quota counts)."""
+    active = Job.status.in_(("queued", "running"))
+    query = select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id, active)
+    return int(session.scalar(query) or 0)

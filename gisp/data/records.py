@@ -9,10 +9,12 @@ them by `Columns`. The kind is fixed by the first record; a later one of another
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Literal, get_args
 
@@ -195,6 +197,28 @@ def read_records(path: str | Path, columns: Columns | None = None) -> tuple[Reco
             raise DataFormatError(f"{path.name} is empty", field="data")
         return "text", [TextRecord(text)]
     return records_of(_jsonl_rows(text), names, path.name)
+
+
+def check_text_file(path: str | Path, columns: Columns | None = None) -> None:
+    """Check a .txt file as `read_records` would (UTF-8, not blank, no columns to map) in 1 MiB
+    pieces, so that a large upload is validated without holding it in memory."""
+    path = Path(path)
+    if columns is not None and columns.given():
+        raise DataFormatError("a .txt file is one text stream; it has no columns to map", field="text_field")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, blank = 0, True
+    with path.open("rb") as handle:
+        for chunk in chain(iter(lambda: handle.read(1 << 20), b""), [None]):  # None: the end
+            try:
+                text = decoder.decode(chunk or b"", final=chunk is None)
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    f"{path.name} is not UTF-8 text ({exc.reason} at byte {offset + exc.start})", field="data"
+                ) from None
+            blank = blank and not text.strip()
+            offset += len(chunk or b"")
+    if blank:
+        raise DataFormatError(f"{path.name} is empty", field="data")
 
 
 def record_dict(record: Record) -> dict[str, object]:

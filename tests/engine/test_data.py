@@ -117,3 +117,19 @@ def test_margin_loss_is_correct_minus_mean_of_wrong() -> None:
         nll = get_objective("completion").sample_losses(loaded.model, pad_sequences(item.choices, 0))
     assert margin.shape == (1,)
     assert torch.allclose(margin[0], nll[0] - (nll[1] + nll[2]) / 2, atol=1e-6)
+
+
+def test_a_text_file_is_checked_in_pieces_as_read_records_would(tmp_path) -> None:
+    from gisp.data.records import check_text_file
+
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"a" * (1 << 20) + "é".encode())  # a character split across the 1 MiB pieces
+    check_text_file(good)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"a" * (1 << 20) + b"\xff")
+    with pytest.raises(DataFormatError, match=f"bad.txt is not UTF-8 text .* at byte {1 << 20}"):
+        check_text_file(bad)
+    blank = tmp_path / "blank.txt"
+    blank.write_bytes(b"  \n\n ")
+    with pytest.raises(DataFormatError, match="blank.txt is empty"):
+        check_text_file(blank)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gisp.config import PruneSettings
@@ -166,3 +168,18 @@ def test_a_huge_step_count_materializes_nothing_of_its_size() -> None:
         tracemalloc.stop()
     assert trajectory.completed_steps == 1
     assert peak < 20 * 1024 * 1024  # a list of 3M goals alone would be ~90 MB
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": 2**63}, "seed must be at most 9223372036854775807"),
+        ({"steps": 10**12}, "steps must be at most 4096"),
+        ({"targets": [0.01] * 65}, "targets takes at most 64 values, not 65"),
+        ({"targets": [0.2, 0.9999999]}, "target 0.9999999 rounds to 1"),
+    ],
+)
+def test_settings_refuse_what_is_out_of_bounds_as_sent(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        PruneSettings(**{"targets": [0.2], **change})
+    assert PruneSettings(targets=[0.2], seed=2**63 - 1, steps=4096).seed == 2**63 - 1

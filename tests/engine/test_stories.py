@@ -207,3 +207,14 @@ def test_cli_prunes_on_a_parquet_column(stories_model: Path, stories_text: Path,
     assert json.loads(capsys.readouterr().out)["checkpoints"][0]["target"] == 0.25
     assert main([*common, "--text-field", "missing"]) == 1
     assert "row 1: missing field 'missing'" in capsys.readouterr().err
+
+
+def test_seq_len_beyond_the_context_fails_once_the_model_is_loaded(stories_model: Path, stories_text: Path) -> None:
+    """A model whose context the service could not read at submit (a hub id, a GGUF) is checked
+    when the worker loads it: a clear error naming seq_len and both numbers, before any step."""
+    from gisp.errors import ConfigError
+    from gisp.run import prepare
+
+    with pytest.raises(ConfigError) as caught:
+        prepare(str(stories_model), stories_text, PruneSettings(targets=[0.2], seq_len=1024, samples=1))
+    assert caught.value.field == "seq_len" and "1024" in caught.value.message and "512" in caught.value.message

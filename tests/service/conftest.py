@@ -23,6 +23,7 @@ MODEL_ROOT = SHARED / "models"
 MODEL = "stories260K"
 TEXT = SHARED / "data" / "tinystories" / "tinystories_val.txt"
 HEARTBEAT_TIMEOUT = 3.0
+METRICS_TOKEN = "operator-token-for-tests"
 
 TINY = {"model": MODEL, "objective": "perplexity", "targets": [0.2, 0.4], "steps": 4, "samples": 8, "seq_len": 64}
 # long enough (a few seconds, tens of steps) to act on a job while it runs
@@ -180,6 +181,12 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
         "GISP_TORCH_THREADS": "1",
         "GISP_DATASET_MIRRORS": str(data_dir / "mirrors"),  # hub ids the worker reads from local folders
         "HF_HUB_OFFLINE": "1",  # a hub id that is not cached fails at once instead of retrying the network
+        # hub ids are allowed but not checked at submit (no hub here), so the worker's failure path is reached
+        "GISP_ALLOWED_MODELS": "local,*",
+        "GISP_HUB_URL": "",
+        "GISP_RATE_JOBS_PER_MINUTE": "0",  # the suite submits hundreds of jobs a minute; test_limits sets its own
+        "GISP_RATE_UPLOADS_PER_MINUTE": "0",
+        "GISP_METRICS_TOKEN": METRICS_TOKEN,
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
     }
     if backend.database_url:

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from tests.service.conftest import METRICS_TOKEN
+
 pytestmark = pytest.mark.service
 
 
@@ -29,7 +31,9 @@ def test_readyz_is_503_when_the_broker_is_unreachable(service, tmp_path):
 
 def _scrape(service) -> dict[str, float]:
     values = {}
-    for line in service.client.get("/metrics").text.splitlines():
+    scraped = service.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200, scraped.text
+    for line in scraped.text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)

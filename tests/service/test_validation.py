@@ -36,11 +36,26 @@ def fields(body: dict) -> set[str]:
         ({"model": "../stories260K"}, "model"),
         ({"model": "/work/shared/models/stories260K"}, "model"),
         ({"model": "a/b/c"}, "model"),
+        # never a URL or a path, even with every hub id allowed (the tests' GISP_ALLOWED_MODELS=local,*)
+        ({"model": "file:///etc/passwd"}, "model"),
+        ({"model": "http://evil.example/model"}, "model"),
+        ({"model": "/etc/passwd"}, "model"),
+        ({"model": "../../etc/passwd"}, "model"),
+        ({"model": "org/.."}, "model"),
         ({"model": "no-such-local-model"}, "model"),
         ({"dataset_id": "ds_missing"}, "dataset_id"),
         ({"eval_dataset_id": "ds_missing"}, "eval_dataset_id"),
         ({"steps": "many"}, "steps"),
         ({"unknown_option": 1}, "unknown_option"),
+        # resource bounds (issue 13): each refused at submit, naming the field
+        ({"seed": 2**63}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"targets": [round(0.01 * (i + 1), 4) for i in range(65)]}, "targets"),
+        ({"steps": 10**12}, "steps"),
+        ({"samples": 10**9}, "samples"),
+        ({"seq_len": 10**9}, "seq_len"),
+        ({"seq_len": 1024}, "seq_len"),  # stories260K's context is 512 tokens
+        ({"protect_layers": [10**6]}, "protect_layers.0"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
@@ -73,7 +88,11 @@ def test_invalid_upload_content_names_line_and_field(service):
     assert "file" in fields(body) and "line 2" in body["detail"] and "text" in body["detail"]
     wrong_type = service.client.post("/v1/datasets", files={"file": ("x.xlsx", b"a,b")}, headers=service.headers())
     assert "file" in fields(problem(wrong_type, 422))
-    missing = service.client.post("/v1/datasets", headers=service.headers())
+    no_form = service.client.post("/v1/datasets", headers=service.headers())  # not multipart at all
+    assert "Content-Type" in fields(problem(no_form, 415))
+    missing = service.client.post(
+        "/v1/datasets", data={"name": "x"}, files={"other": ("a.txt", b"a")}, headers=service.headers()
+    )
     assert "file" in fields(problem(missing, 422))
 
 

@@ -88,6 +88,7 @@ def test_the_dashboard_end_to_end(server: LiveServer, browser, tmp_path: Path) -
 
     # upload, with the progress bar
     page.get_by_role("navigation").get_by_role("link", name="Datasets").click()
+    page.wait_for_load_state("load")  # datasets.js (deferred) handles the submit; before it, the form posts natively
     data = tmp_path / "stories.txt"
     data.write_bytes(shared_path("data", "tinystories", "tinystories_val.txt").read_bytes()[:300_000])
     page.get_by_label("File").set_input_files(str(data))
