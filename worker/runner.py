@@ -108,6 +108,24 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             "started",
             {"worker_id": worker_id, "attempt": job.attempts, "resumed_from_step": resume_step},
         )
+        # a worker killed between writing a step's trajectory and its progress row left that step
+        # without its event: record it now (from the trajectory), so the log has every step once
+        for step in range(job.step + 1, resume_step + 1):
+            event_repo.append(
+                session,
+                job_id,
+                "step",
+                {
+                    "step": step,
+                    "total_steps": job.total_steps,
+                    "sparsity": None,
+                    "loss": None,
+                    "seconds": None,
+                    "recovered": True,
+                },
+            )
+        if resume_step > job.step:
+            job_repo.heartbeat(session, job_id, lease, step=resume_step)
     heartbeat = Heartbeat(rt, job_id, lease)
     heartbeat.start()
     started = time.perf_counter()

@@ -27,15 +27,24 @@ def _tars(service, job_id: str) -> list[bytes]:
     return tars
 
 
+def _starts(service, job_id: str) -> int:
+    events = service.client.get(f"/v1/jobs/{job_id}/events?limit=100", headers=service.headers()).json()["data"]
+    return sum(1 for e in events if e["type"] == "started")
+
+
 def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
     seed = random.randrange(1 << 16)
-    kill_at = sorted(random.Random(seed).sample(range(1, BODY["steps"]), KILLS))
+    kill_at = sorted(random.Random(seed).sample(range(1, BODY["steps"] - 4), KILLS))
     print(f"killing the worker once step {kill_at} is done (seed {seed})")
     body = {**BODY, "dataset_id": text_dataset["id"], "seed": 21}
     job = submit(service, body).json()
-    progress = []
-    for step in kill_at:
-        wait_for(service, job["id"], lambda j, s=step: j["status"] == "running" and j["progress"]["step"] >= s)
+    progress = [0]
+    for n, step in enumerate(kill_at, 1):
+        # a kill lands once the job's current worker has started it (the n-th start) and has made
+        # progress since the last kill: else the row of the dead worker would satisfy the wait
+        target = max(step, progress[-1] + 1)
+        wait_for(service, job["id"], lambda j, t=target: j["status"] == "running" and j["progress"]["step"] >= t)
+        wait_for(service, job["id"], lambda j, n=n: _starts(service, j["id"]) >= n)
         service.worker.kill()
         at_kill = service.client.get(f"/v1/jobs/{job['id']}", headers=service.headers()).json()
         assert at_kill["status"] == "running" and at_kill["progress"]["step"] < BODY["steps"], at_kill
@@ -48,7 +57,7 @@ def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     started = [e["data"] for e in events if e["type"] == "started"]
     assert len(started) == KILLS + 1 and started[0]["resumed_from_step"] == 0
-    for resumed, reached in zip(started[1:], progress, strict=True):
+    for resumed, reached in zip(started[1:], progress[1:], strict=True):
         assert resumed["resumed_from_step"] >= reached  # never from zero, never behind what was done
     assert sum(1 for e in events if e["type"] == "queued" and e["data"].get("requeued")) == KILLS
     steps = [e["data"]["step"] for e in events if e["type"] == "step"]
