@@ -131,7 +131,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     from gisp.export import export_all
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
-    from gisp.trajectory import CheckpointRecord, Trajectory
+    from gisp.trajectory import Trajectory
 
     settings = settings_from_args(args)
     out = Path(args.out)
@@ -153,8 +153,8 @@ def _run_prune(args: argparse.Namespace) -> int:
         def on_warning(self, message: str) -> None:
             tqdm.write(f"warning: {message}", file=sys.stderr)
 
-        def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
-            trajectory.save(out / "trajectory.json")  # its tensors are under out/reconstruction/ already
+        def on_trajectory(self, trajectory: Trajectory) -> None:
+            trajectory.save(out / "trajectory.json")  # the refit tensors are under out/reconstruction/ already
 
     started = time.perf_counter()
     progress = Progress()

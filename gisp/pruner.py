@@ -56,9 +56,13 @@ class PruneObserver:
         """A condition the user should know of that does not stop the run (e.g. too few tokens)."""
 
     def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
-        """Called when `record` is reconstructed (before `on_checkpoint`): `tensors` are its re-fitted
-        output projections as safetensors bytes (`record.reconstruction_sha256`); store them beside
-        the trajectory, which `export_checkpoint` needs them with, then persist the trajectory."""
+        """Called when `record` is reconstructed, before `on_checkpoint`: `tensors` are its refit
+        output projections as safetensors bytes (sha256 `record.reconstruction_sha256`); store them
+        where `export_checkpoint(..., tensors=...)` will find them."""
+
+    def on_trajectory(self, trajectory: Trajectory) -> None:
+        """Persist the trajectory: called when a checkpoint is reconstructed, before `on_checkpoint`
+        (a resume skips the checkpoints it records as reconstructed, and registers them again)."""
 
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:

@@ -51,6 +51,9 @@ def reconstruct_checkpoints(
         return trajectory
     records = sorted(trajectory.checkpoints, key=lambda r: r.target)
     pending = [r for r in records if r.reconstruction is None]
+    for record in records:  # a resume registers again what was refit (registering twice is a no-op)
+        if record.reconstruction is not None:
+            observer.on_checkpoint(record)
     if not pending:
         return trajectory
     model, adapter = dense.model, dense.adapter
@@ -79,5 +82,6 @@ def reconstruct_checkpoints(
         if tensors_dir is not None:
             write_atomic(reconstruction_file(tensors_dir, record), data)
         observer.on_reconstructed(record, data, trajectory)
+        observer.on_trajectory(trajectory)  # persisted, then registered: a crash between is made good below
         observer.on_checkpoint(record)
     return trajectory
