@@ -46,7 +46,12 @@ def main() -> None:
     parser.add_argument("--eval-windows", type=int, default=None)
     parser.add_argument("--calib-fraction", type=float, default=0.25)
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
+    parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
     args = parser.parse_args()
+    if args.cost_random_100m:
+        common.setup(args)
+        random_cost(args)
+        return
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.eval_windows = args.eval_windows or (8 if args.quick else 48)
     common.setup(args)
@@ -177,6 +182,44 @@ def cost_line(dense, sets, split, args) -> dict:
     )
     print("cost:", {k: round(v, 3) if isinstance(v, float) else v for k, v in line.items()}, flush=True)
     return line
+
+
+def random_cost(args) -> None:
+    """Time and peak RSS of refitting a random ~100M Llama (768 hidden, 12 layers, 32k vocabulary)
+    cut to half of every layer's units, on synthetic tokens, in a fresh process."""
+    import torch
+
+    from gisp.objectives import get_objective
+    from gisp.reconstruction import get_reconstruction
+    from gisp.reconstruction.stream import reconstruct
+    from gisp.structure import Structure
+
+    loaded = common.random_llama(768, 12, 12, 4, 2048, 32000)
+    examples = common.synthetic_examples(32000, args.samples, args.seq_len)
+    batches = get_objective("perplexity").batches(examples, 8, 0)
+    full = Structure.full(loaded.adapter.spec)
+    half = Structure(attn=[k[::2] for k in full.attn], mlp=[k[::2] for k in full.mlp])
+    weights = common.weight_bytes(loaded.model)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    forward = time.perf_counter() - started
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    lines = [
+        f"random-100M ({weights / 2**20:.0f} MiB fp32 weights), {args.samples}×{args.seq_len} tokens, "
+        f"forward {forward:.2f} s, peak RSS before the refit {rss0 / 2**20:.0f} MiB"
+    ]
+    for name in ("lstsq", "lstsq-select"):
+        started = time.perf_counter()
+        reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
+        seconds = time.perf_counter() - started
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        lines.append(
+            f"{name}: {seconds:.1f} s = {seconds / forward:.1f}× the forward; peak RSS {rss / 2**20:.0f} MiB "
+            f"= {rss / weights:.2f}× the weight bytes"
+        )
+    common.emit("\n".join(["random-100M reconstruction cost", *lines]) + "\n", args)
 
 
 def report(args, targets, dense, rows, costs, cost) -> None:
