@@ -88,12 +88,13 @@ def select_units(stats: ProjectionStats, count: int) -> list[int]:
     size = stats.unit_size
     rounds = max(1, min(ROUNDS, remove))
     scale = float(torch.diagonal(stats.gram).mean()) or 1.0
+    damp = max(stats.damp, 1e-8)  # the greedy scores need an inverse, even of a singular Gram
     for done in range(rounds):
         step = math.ceil((remove - (len(stats.candidates) - len(alive))) / (rounds - done))
         if step <= 0:
             break
         cols = stats.columns(alive, stats.candidates).to(stats.gram.device)
-        a = stats.gram[cols][:, cols] + stats.damp * scale * torch.eye(
+        a = stats.gram[cols][:, cols] + damp * scale * torch.eye(
             len(cols), dtype=torch.float64, device=cols.device
         )
         inverse = torch.linalg.inv(a)
