@@ -94,9 +94,7 @@ def select_units(stats: ProjectionStats, count: int) -> list[int]:
         if step <= 0:
             break
         cols = stats.columns(alive, stats.candidates).to(stats.gram.device)
-        a = stats.gram[cols][:, cols] + damp * scale * torch.eye(
-            len(cols), dtype=torch.float64, device=cols.device
-        )
+        a = stats.gram[cols][:, cols] + damp * scale * torch.eye(len(cols), dtype=torch.float64, device=cols.device)
         inverse = torch.linalg.inv(a)
         w = inverse @ stats.cross[cols]  # the current re-solve, [alive × size, out]
         groups = len(alive)
