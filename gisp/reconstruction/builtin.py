@@ -43,7 +43,7 @@ class BiasCompensation(Reconstruction):
         return Refit(stats.keep, stats.dense_weight[:, stats.columns(stats.keep, every)], bias)
 
 
-def _solve_kept(stats: ProjectionStats, keep: list[int]) -> Tensor:
+def solve_kept(stats: ProjectionStats, keep: list[int]) -> Tensor:
     cols = stats.columns(keep, stats.candidates).to(stats.gram.device)
     if len(cols) == 0:
         return stats.dense_weight.new_zeros(stats.dense_weight.shape[0], 0)
@@ -60,7 +60,7 @@ class LeastSquares(Reconstruction):
     validates = True
 
     def refit(self, stats: ProjectionStats) -> Refit:
-        return Refit(stats.keep, _solve_kept(stats, stats.keep), None)
+        return Refit(stats.keep, solve_kept(stats, stats.keep), None)
 
 
 ROUNDS = 8  # removal rounds between exact re-solves
@@ -78,31 +78,44 @@ class LeastSquaresSelect(Reconstruction):
 
     def refit(self, stats: ProjectionStats) -> Refit:
         keep = select_units(stats, len(stats.keep))
-        return Refit(keep, _solve_kept(stats, keep), None)
+        return Refit(keep, solve_kept(stats, keep), None)
 
 
 def select_units(stats: ProjectionStats, count: int) -> list[int]:
-    """`count` of the candidates, chosen by greedy group OBS on the damped Gram matrix."""
+    """`count` of the candidates, chosen by greedy group OBS on the damped Gram matrix.
+
+    The inverse is computed once; each round's removal downdates it (the inverse of a principal
+    submatrix is a Schur complement of the inverse), so a round costs O(n²·removed), not O(n³)."""
     alive = list(stats.candidates)
     remove = len(alive) - count
+    if remove <= 0:
+        return alive
     size = stats.unit_size
     rounds = max(1, min(ROUNDS, remove))
     scale = float(torch.diagonal(stats.gram).mean()) or 1.0
     damp = max(stats.damp, 1e-8)  # the greedy scores need an inverse, even of a singular Gram
+    n = stats.gram.shape[0]
+    a = stats.gram + damp * scale * torch.eye(n, dtype=torch.float64, device=stats.gram.device)
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(a))
+    cross = stats.cross
     for done in range(rounds):
         step = math.ceil((remove - (len(stats.candidates) - len(alive))) / (rounds - done))
         if step <= 0:
             break
-        cols = stats.columns(alive, stats.candidates).to(stats.gram.device)
-        a = stats.gram[cols][:, cols] + damp * scale * torch.eye(len(cols), dtype=torch.float64, device=cols.device)
-        inverse = torch.linalg.inv(a)
-        w = inverse @ stats.cross[cols]  # the current re-solve, [alive × size, out]
+        w = inverse @ cross  # the current re-solve, [alive × size, out]
         groups = len(alive)
         blocks = inverse.view(groups, size, groups, size).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [g, s, s]
         wg = w.view(groups, size, -1)
         error = (torch.linalg.solve(blocks, wg) * wg).sum(dim=(1, 2))  # rise in ‖XW − Y‖² if the group goes
         error = torch.nan_to_num(error, nan=float("inf"))
         order = sorted(range(groups), key=lambda g: (float(error[g]), alive[g]))
-        gone = {alive[g] for g in order[:step]}
-        alive = [u for u in alive if u not in gone]
+        gone_groups = sorted(order[:step])
+        stay_groups = sorted(order[step:])
+        gone = torch.tensor([g * size + i for g in gone_groups for i in range(size)], device=inverse.device)
+        stay = torch.tensor([g * size + i for g in stay_groups for i in range(size)], device=inverse.device)
+        if len(stay):
+            inv_ss, inv_sg, inv_gg = inverse[stay][:, stay], inverse[stay][:, gone], inverse[gone][:, gone]
+            inverse = inv_ss - inv_sg @ torch.linalg.solve(inv_gg, inv_sg.T)
+            cross = cross[stay]
+        alive = [alive[g] for g in stay_groups]
     return alive

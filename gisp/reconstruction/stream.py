@@ -24,6 +24,7 @@ from gisp.errors import PruningStopped, ReconstructionError
 from gisp.hf_remote.modeling_gisp import EmptyAttention
 from gisp.objectives import Batch
 from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit
+from gisp.reconstruction.builtin import solve_kept
 from gisp.reconstruction.solve import GramAccumulator
 from gisp.structure import Kind, Structure
 
@@ -291,25 +292,27 @@ def _refit_projection(
 
 
 def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumulator) -> Refit:
-    """The refit whose ridge term (λ, 10λ, 100λ, 1000λ), or the weights as cut, fits the held-back
-    sequences best when fitted on the others; then re-solved on every sequence. A refit that does
-    not generalise (too few tokens for the layer's width) so falls back to more damping or none."""
+    """The variant's refit, its ridge term chosen on held-back sequences: the units that stay are the
+    variant's choice (made once, on every sequence); their weights are solved on the other sequences
+    with λ, 10λ, 100λ, 1000λ, and whichever of those, or the weights as cut, fits the held-back ones
+    best is kept (re-solved on every sequence). A refit that does not generalise (too few tokens for
+    the layer's width) so falls back to more damping or to none."""
+    chosen = variant.refit(stats)
     if val.count == 0 or val.count >= stats.tokens or val.gram is None or val.cross is None:
-        return variant.refit(stats)
+        return chosen
     train = replace(stats, gram=stats.gram - val.gram, cross=stats.cross - val.cross, tokens=stats.tokens - val.count)
     grid = [stats.damp * 10**k for k in range(RIDGE_STEPS)] if stats.damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
-    scored: list[tuple[float, float | None, list[int]]] = []
-    for damp in grid:
-        fitted = variant.refit(replace(train, damp=damp))
-        scored.append((_error(stats, val, fitted.keep, fitted.weight), damp, fitted.keep))
-    keep = scored[0][2]
+    keep = chosen.keep
+    scored = [(_error(stats, val, keep, solve_kept(replace(train, damp=d), keep)), d) for d in grid]
     cut = _cut_weight(stats, keep)
-    scored.append((_error(stats, val, keep, cut), None, keep))
-    error, damp, keep = min(scored, key=lambda s: s[0])
+    scored.append((_error(stats, val, keep, cut), None))
+    _, damp = min(scored, key=lambda s: (s[0], s[1] is None))
     if damp is None:
         log.info("%s: the refit does not beat the weights as cut on held-back tokens; keeping them", stats.what)
         return Refit(keep, cut, None)
-    return variant.refit(replace(stats, damp=damp))
+    if damp == stats.damp:
+        return chosen
+    return Refit(keep, solve_kept(replace(stats, damp=damp), keep), None)
 
 
 def _cut_weight(stats: ProjectionStats, keep: list[int]) -> Tensor:
