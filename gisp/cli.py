@@ -154,14 +154,26 @@ def _run_prune(args: argparse.Namespace) -> int:
             self.bar.set_postfix(sparsity=f"{report.sparsity:.3f}", loss=f"{report.loss or float('nan'):.3f}")
             trajectory.save(out / "trajectory.json")
 
+        def on_warning(self, message: str) -> None:
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+
+        def on_trajectory(self, trajectory: Trajectory) -> None:
+            trajectory.save(out / "trajectory.json")  # the refit tensors are under out/reconstruction/ already
+
     started = time.perf_counter()
     progress = Progress()
     trajectory, prepared = run(
-        args.model, args.data, settings, observer=progress, eval_data=args.eval_data, columns=columns
+        args.model,
+        args.data,
+        settings,
+        observer=progress,
+        eval_data=args.eval_data,
+        columns=columns,
+        reconstruction_dir=out,
     )
     progress.bar.close()
     del prepared
-    paths = export_all(trajectory, out)
+    paths = export_all(trajectory, out, tensors_dir=out)
     trajectory.save(out / "trajectory.json")
     wall = time.perf_counter() - started
     rows = [
@@ -171,6 +183,8 @@ def _run_prune(args: argparse.Namespace) -> int:
             "parameters": r.parameter_count,
             "flops_per_token": r.flops_per_token,
             "metrics": r.metrics,
+            "unreconstructed_metrics": r.unreconstructed_metrics,
+            "reconstruction": r.reconstruction,
             "path": str(path),
         }
         for r, path in zip(sorted(trajectory.checkpoints, key=lambda r: r.target), paths, strict=True)

@@ -19,6 +19,7 @@ from gisp.loading import DTYPES
 from gisp.methods import get_method, method_names
 from gisp.normalization import NORMALIZATIONS
 from gisp.objectives import objective_names
+from gisp.reconstruction import reconstruction_names
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,23 @@ class PruneSettings:
         le=MAX_SAMPLES,
     )
     gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
+    reconstruct: str = _setting(
+        "lstsq-select",
+        "after pruning, re-fit each checkpoint's o_proj/down_proj to the dense model on the calibration "
+        "tokens: none (GISP as published), bias (FLAP's mean compensation), lstsq (ridge refit), "
+        "lstsq-select (the refit also picks which units go inside a layer)",
+        choices=reconstruction_names,
+    )
+    reconstruct_lambda: float = _setting(
+        1e-2,
+        "smallest ridge term of the refit (relative to the mean diagonal of the inputs' Gram matrix): each "
+        "projection keeps whichever of λ, 10λ, 100λ, 1000λ or the weights as cut fits held-back calibration "
+        "sequences (every 4th) best",
+        ge=0.0,
+    )
+    reconstruct_samples: int = _setting(
+        0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0
+    )
 
     def __post_init__(self) -> None:
         if self.importance is None:

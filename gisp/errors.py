@@ -43,3 +43,9 @@ class PruningStopped(GispError):
     """Raised inside the pruning loop when the caller asked it to stop between steps."""
 
     code = "cancelled"
+
+
+class ReconstructionError(GispError):
+    """A reconstruction solve that cannot produce finite weights; the message names the module."""
+
+    code = "reconstruction_failed"

@@ -51,6 +51,21 @@ class PruneObserver:
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         """Called after every step with the state to persist for a resume."""
 
+    def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
+        """Called after each layer the reconstruction of `record` has finished."""
+
+    def on_warning(self, message: str) -> None:
+        """A condition the user should know of that does not stop the run (e.g. too few tokens)."""
+
+    def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
+        """Called when `record` is reconstructed, before `on_checkpoint`: `tensors` are its refit
+        output projections as safetensors bytes (sha256 `record.reconstruction_sha256`); store them
+        where `export_checkpoint(..., tensors=...)` will find them."""
+
+    def on_trajectory(self, trajectory: Trajectory) -> None:
+        """Persist the trajectory: called when a checkpoint is reconstructed, before `on_checkpoint`
+        (a resume skips the checkpoints it records as reconstructed, and registers them again)."""
+
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
     return Trajectory(
@@ -88,11 +103,13 @@ def prune(
     trajectory: Trajectory,
     observer: PruneObserver | None = None,
     measure: Measure | None = None,
+    register: bool = True,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
     `measure(model)` gives each checkpoint's metrics while the model computes exactly that
-    checkpoint's subnetwork; the observer is then told of the finished record."""
+    checkpoint's subnetwork; the observer is then told of the finished record, unless `register`
+    is False (a reconstruction phase follows and registers it with its final weights)."""
     observer = observer or PruneObserver()
     _check_reachable(settings, loaded)
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
@@ -156,7 +173,8 @@ def prune(
                 check_stop(observer.should_stop, f"the measurement of target {target:g}")
                 with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
                     record.metrics = measure(model)
-            observer.on_checkpoint(record)
+            if register:
+                observer.on_checkpoint(record)
             trajectory.checkpoints.append(record)
             recorded.add(target)
         count = nearest_count(sizes, removed_before, goal * total, start=count)

@@ -3,7 +3,7 @@ objective, pick calibration and held-out examples, and prune."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -17,6 +17,7 @@ from gisp.loading import LoadedModel, check_context, load_model
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.reconstruction.stage import needs_reconstruction, reconstruct_checkpoints, reconstruction_examples
 from gisp.stopping import StopCheck, check_stop, checked
 from gisp.trajectory import Trajectory
 
@@ -31,6 +32,7 @@ class PreparedRun:
     calibration: list[Example]
     heldout: list[Example]
     data_sha256: str
+    extra: list[Example] = field(default_factory=list)  # further windows the reconstruction may fit on
 
 
 def prepare(
@@ -63,7 +65,11 @@ def prepare(
     check_stop(should_stop, "data preparation")
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count
-    calibration, heldout = build_examples(tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out)
+    more = max(0, settings.reconstruct_samples - settings.samples)  # drawn after the held-out windows
+    calibration, heldout = build_examples(
+        tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out + more
+    )
+    heldout, extra = heldout[:kept_out], heldout[kept_out:]
     if eval_records is not None:
         eval_kind, eval_rows = eval_records
         heldout = build_examples(tokenizer, eval_rows, MEASURE_MODE[eval_kind], count, seq_len, seed)[0]
@@ -71,7 +77,7 @@ def prepare(
     elif kind == "choice" and objective.mode != "choice":
         # multiple-choice data is always measured by accuracy; same seed, so the same held-out items
         _, heldout = build_examples(tokenizer, records, "choice", settings.samples, seq_len, seed, count)
-    return PreparedRun(loaded, calibration, heldout, sha)
+    return PreparedRun(loaded, calibration, heldout, sha, extra)
 
 
 def run(
@@ -83,11 +89,14 @@ def run(
     eval_data: str | Path | None = None,
     measure: Measure | None = None,
     columns: Columns | None = None,
+    reconstruction_dir: str | Path | None = None,
 ) -> tuple[Trajectory, PreparedRun]:
     """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
     checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
     when one is given (benchmarks measuring several texts); the dense model is measured the same way
-    once, before the first step (`trajectory.dense_metrics`)."""
+    once, before the first step (`trajectory.dense_metrics`). With a reconstruction setting, each
+    checkpoint's refit tensors are written under `reconstruction_dir` (what `export_all(...,
+    tensors_dir=...)` reads) and handed to the observer."""
     revision = resume.base_revision if resume else None
     should_stop = observer.should_stop if observer is not None else None
     prepared = prepare(
@@ -103,5 +112,15 @@ def run(
     if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
         check_stop(should_stop, "the dense model's measurement")
         trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
-    prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
+    refit = needs_reconstruction(settings)
+    if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
+        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, register=not refit)
+        if refit:  # the model was cut in place; the refit starts again from the dense weights
+            loaded = prepared.loaded
+            prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)
+            del loaded
+            prepared.loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+    if refit:
+        examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
+        reconstruct_checkpoints(prepared.loaded, examples, settings, trajectory, observer, measure, reconstruction_dir)
     return trajectory, prepared

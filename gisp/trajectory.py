@@ -29,7 +29,12 @@ class CheckpointRecord:
     step: int  # the schedule step during which the target was crossed
     loss: float  # calibration objective of the model the step started from
     structure: Structure
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # of the weights a user downloads
+    # the reconstruction stage: which variant re-fitted the weights (None: not done, or `none`),
+    # the sha256 of its tensors, and the metrics the checkpoint had before it
+    reconstruction: str | None = None
+    reconstruction_sha256: str | None = None
+    unreconstructed_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -134,7 +134,15 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     try:
         settings = PruneSettings.from_dict(job.settings, device=rt.settings.device)
         source = model_refs.resolve(job.model, rt.settings.model_root_paths)
-        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype, _deadline(rt, job.started_at))
+        observer = JobObserver(
+            rt,
+            job_id,
+            job.tenant_id,
+            lease,
+            settings.dtype,
+            deadline=_deadline(rt, job.started_at),
+            targets=settings.targets,
+        )
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
         data_path, eval_path = job_data_paths(rt, job)
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)

@@ -1,0 +1,66 @@
+"""The ridge solver and the Gram accumulator: exact on a clean problem, robust on a singular one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from gisp.errors import ReconstructionError
+from gisp.reconstruction import GramAccumulator, ridge_solve
+
+
+def test_streamed_gram_equals_one_shot_and_recovers_an_unpruned_linear() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(16, 8, bias=False)
+    x = torch.randn(4, 50, 16)
+    acc = GramAccumulator(16, 8)
+    with torch.no_grad():
+        for batch in x:  # streamed in four batches
+            acc.add(batch, linear(batch))
+    rows = x.reshape(-1, 16).double()
+    assert acc.count == 200
+    assert torch.allclose(acc.gram, rows.T @ rows)
+    assert torch.allclose(acc.mean_x, rows.mean(0))
+    w = acc.solve(1e-10, what="layer 0 o_proj")
+    assert w.dtype == torch.float64 and w.shape == (16, 8)
+    assert torch.allclose(w.T.float(), linear.weight, atol=1e-5)  # λ→0 on the module's own outputs: the dense weight
+
+
+def test_the_damp_shrinks_the_solution() -> None:
+    torch.manual_seed(1)
+    x, y = torch.randn(40, 6).double(), torch.randn(40, 3).double()
+    small = ridge_solve(x.T @ x, x.T @ y, 1e-8)
+    large = ridge_solve(x.T @ x, x.T @ y, 10.0)
+    assert large.norm() < small.norm()
+
+
+def test_a_singular_gram_is_solved_and_logged_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(2)
+    x = torch.randn(5, 12).double()  # 5 tokens over 12 inputs: rank 5
+    x[:, 3] = 0.0  # and a dead input
+    y = torch.randn(5, 4).double()
+    with caplog.at_level(logging.WARNING, logger="gisp"):
+        w = ridge_solve(x.T @ x, x.T @ y, 0.0, what="layer 1 down_proj")
+    assert torch.isfinite(w).all()
+    assert "layer 1 down_proj" in caplog.text  # logged as ill-conditioned or as a fallback
+    assert torch.allclose(x @ w, y, atol=1e-6)  # underdetermined: the fit is exact
+    damped = ridge_solve(x.T @ x, x.T @ y, 1e-2)
+    assert torch.isfinite(damped).all() and float(damped[3].abs().max()) == 0.0  # a dead input gets no weight
+
+
+def test_non_finite_statistics_raise_an_error_naming_the_solve() -> None:
+    gram = torch.eye(3, dtype=torch.float64)
+    gram[0, 0] = float("nan")
+    with pytest.raises(ReconstructionError, match="layer 2 o_proj"):
+        ridge_solve(gram, torch.ones(3, 2, dtype=torch.float64), 1e-2, what="layer 2 o_proj")
+
+
+def test_mismatched_shapes_are_refused() -> None:
+    acc = GramAccumulator(4)
+    with pytest.raises(ValueError, match="width 5"):
+        acc.add(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="does not match"):
+        ridge_solve(torch.eye(3), torch.ones(4, 1), 0.1)
