@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -42,7 +43,22 @@ def materialize(
         revision=trajectory.base_revision,
     )
     loaded.adapter.slice_model(loaded.model, Structure.full(loaded.adapter.spec), record.structure)
+    apply_weights(loaded, record)
     return loaded
+
+
+def apply_weights(loaded: LoadedModel, record: CheckpointRecord) -> None:
+    """Put the checkpoint's own weights (a method's re-solved output projections) into the model
+    sliced to its structure."""
+    layers = loaded.adapter.layers(loaded.model)
+    for key, tensor in record.weights.items():
+        layer, kind = key.split(".")
+        module = loaded.adapter.unit_output_module(layers[int(layer)], kind)  # type: ignore[arg-type]
+        if module is None or tuple(module.weight.shape) != tuple(tensor.shape):
+            shape = None if module is None else tuple(module.weight.shape)
+            raise ValueError(f"{record.name}: weight {key} {tuple(tensor.shape)} does not fit the model ({shape})")
+        with torch.no_grad():
+            module.weight.copy_(tensor.to(module.weight.dtype))
 
 
 def pruned_config_dict(trajectory: Trajectory, record: CheckpointRecord, adapter_names: tuple[str, str, str]) -> dict:
@@ -172,16 +188,25 @@ def export_checkpoint(
 
 
 def export_all(trajectory: Trajectory, out_dir: str | Path, base: LoadedModel | None = None) -> list[Path]:
-    """Write every checkpoint to `out_dir/sparsity-X.XX/` from one base load: the checkpoints are
-    nested, so the model is sliced further from one to the next."""
-    loaded = base or load_model(
-        trajectory.base_model, dtype=trajectory.settings.get("dtype", "float32"), revision=trajectory.base_revision
-    )
-    current = Structure.full(loaded.adapter.spec)
+    """Write every checkpoint to `out_dir/sparsity-X.XX/`. Nested checkpoints with the base weights
+    come from one base load, sliced further from one to the next; any other is materialized from a
+    fresh load of the base model."""
+
+    def fresh() -> LoadedModel:
+        return load_model(
+            trajectory.base_model, dtype=trajectory.settings.get("dtype", "float32"), revision=trajectory.base_revision
+        )
+
+    loaded = base or fresh()
+    current: Structure | None = Structure.full(loaded.adapter.spec)
     paths = []
     for record in sorted(trajectory.checkpoints, key=lambda r: r.target):
-        loaded.adapter.slice_model(loaded.model, current, record.structure)
-        current = record.structure
+        if current is not None and not record.weights and record.structure.is_subset_of(current):
+            loaded.adapter.slice_model(loaded.model, current, record.structure)
+            current = record.structure
+        else:
+            loaded = materialize(trajectory, record.target, fresh())
+            current = None  # its weights are its own: the next checkpoint starts from the base again
         paths.append(
             save_checkpoint(
                 loaded.model,

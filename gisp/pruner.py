@@ -22,6 +22,7 @@ from gisp.objectives.base import pad_token_id
 from gisp.schedule import linear_goals, nearest_count
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.tyr.allocate import SearchContext, SearchProgress
 
 Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
 
@@ -48,6 +49,10 @@ class PruneObserver:
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         """Called after every step with the state to persist for a resume."""
+
+    def on_search(self, progress: SearchProgress) -> None:
+        """Progress inside a search-based method's target: ladder layers built, search generations
+        with the best fitness so far."""
 
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
@@ -97,6 +102,8 @@ def prune(
     method, objective = get_method(settings.method), get_objective(settings.objective)
     device = next(model.parameters()).device
     batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
+    if method.searches:
+        return _search_targets(loaded, method, objective, batches, settings, trajectory, observer, measure)
     goals = linear_goals(max(settings.targets), trajectory.total_steps)
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
@@ -140,16 +147,8 @@ def prune(
         for target in [t for t in settings.targets if t not in recorded and t <= goal + 1e-9]:
             count = nearest_count(sizes, removed_before, target * total, start=count)
             kept = structure.without(order[:count])
-            record = CheckpointRecord(
-                target=target,
-                sparsity=kept.sparsity(spec),
-                parameter_count=kept.total_params(spec),
-                prunable_parameter_count=kept.kept_params(spec),
-                flops_per_token=kept.flops_per_token(spec),
-                step=step,
-                loss=ranking.loss if ranking.loss is not None else float("nan"),
-                structure=kept,
-            )
+            loss = ranking.loss if ranking.loss is not None else float("nan")
+            record = CheckpointRecord.of(kept, spec, target, step, loss)
             if measure is not None:
                 with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
                     record.metrics = measure(model)
@@ -167,4 +166,57 @@ def prune(
         observer.on_step(
             StepReport(step, trajectory.total_steps, structure.sparsity(spec), ranking.loss, seconds, count), trajectory
         )
+    return trajectory
+
+
+def _search_targets(
+    loaded: LoadedModel,
+    method,
+    objective,
+    batches: list,
+    settings: PruneSettings,
+    trajectory: Trajectory,
+    observer: PruneObserver,
+    measure: Measure | None,
+) -> Trajectory:
+    """A search-based method: target by target (ascending), each searched from the dense model;
+    a completed target is a completed step, so a resumed run continues with the next target. The
+    trajectory (with the checkpoint's weights) is persisted before the checkpoint is announced."""
+    model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
+    device = next(model.parameters()).device
+    ctx = SearchContext(
+        model,
+        adapter,
+        objective,
+        batches,
+        device,
+        settings,
+        pad_token_id(loaded.tokenizer),
+        set(settings.protect_layers),
+        observer.on_search,
+        observer.should_stop,
+    )
+    for step, target in enumerate(settings.targets, 1):
+        if step <= trajectory.completed_steps:
+            continue
+        if observer.should_stop():
+            raise PruningStopped(f"stopped before target {target:g} ({step} of {trajectory.total_steps})")
+        started = time.perf_counter()
+        outcome = method.search_target(ctx, target)
+        kept = outcome.structure
+        record = CheckpointRecord.of(kept, spec, target, step, outcome.loss, weights=outcome.weights)
+        if measure is not None:
+            with torch.no_grad(), outcome.applied():
+                record.metrics = measure(model)
+        seconds = time.perf_counter() - started
+        trajectory.checkpoints.append(record)
+        trajectory.completed_steps = step
+        trajectory.structure = kept
+        trajectory.elapsed_seconds += seconds
+        full = Structure.full(spec)
+        removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
+        observer.on_step(
+            StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory
+        )
+        observer.on_checkpoint(record)
     return trajectory

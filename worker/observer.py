@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from typing import Literal
 
 from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.tyr.allocate import SearchProgress
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.ids import new_id
@@ -87,7 +89,7 @@ class JobObserver(PruneObserver):
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         started = time.perf_counter()
-        self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())
+        trajectory.save(self.rt.store.trajectory_path(self.job_id))  # with any checkpoint weights beside it
         done = trajectory.completed_steps
         eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
         loss = report.loss if report.loss is not None and report.loss == report.loss else None
@@ -121,3 +123,10 @@ class JobObserver(PruneObserver):
         if not owned and self.stop_reason is None:
             self.stop_reason = "lost"
         log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)
+
+    def on_search(self, progress: SearchProgress) -> None:
+        """A search-based method's progress inside a target (ladder layers, generations with the
+        best fitness) as a `search` event; a heartbeat keeps the lease between targets."""
+        with write_transaction(self.rt.sessions) as session:
+            if job_repo.heartbeat(session, self.job_id, self.lease):
+                event_repo.append(session, self.job_id, "search", asdict(progress))

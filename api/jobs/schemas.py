@@ -15,7 +15,7 @@ from gisp_service.api.datasets.schemas import ColumnMapping
 from gisp_service.core.model_refs import HUB_ID
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-EventType = Literal["queued", "started", "step", "checkpoint", "finished", "error", "cancelled"]
+EventType = Literal["queued", "started", "step", "search", "checkpoint", "finished", "error", "cancelled"]
 JOB_SETTINGS: list[SettingSpec] = [spec for spec in setting_specs() if spec.service]
 
 
