@@ -57,6 +57,9 @@ class Job(TypedDict):
     dtype: str
     heldout: int
     gradient_checkpointing: bool
+    reconstruct: str
+    reconstruct_lambda: float
+    reconstruct_samples: int
     tyr_levels: int
     tyr_step: float
     tyr_rounds: int

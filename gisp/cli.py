@@ -128,10 +128,10 @@ def _prune_command(sub: argparse._SubParsersAction) -> None:
 def _run_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gisp.export import export_all
+    from gisp.export import export_all, reconstruction_file
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
-    from gisp.trajectory import Trajectory
+    from gisp.trajectory import CheckpointRecord, Trajectory
     from gisp.tyr.allocate import SearchProgress
 
     settings = settings_from_args(args)
@@ -158,6 +158,15 @@ def _run_prune(args: argparse.Namespace) -> int:
                 fields["kl"] = f"{progress.best_fitness:.4f}"
             self.bar.set_postfix(fields)
 
+        def on_warning(self, message: str) -> None:
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+
+        def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
+            path = reconstruction_file(out, record)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(tensors)
+            trajectory.save(out / "trajectory.json")
+
     started = time.perf_counter()
     progress = Progress()
     trajectory, prepared = run(
@@ -165,7 +174,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     )
     progress.bar.close()
     del prepared
-    paths = export_all(trajectory, out)
+    paths = export_all(trajectory, out, tensors_dir=out)
     trajectory.save(out / "trajectory.json")
     wall = time.perf_counter() - started
     rows = [
@@ -175,6 +184,8 @@ def _run_prune(args: argparse.Namespace) -> int:
             "parameters": r.parameter_count,
             "flops_per_token": r.flops_per_token,
             "metrics": r.metrics,
+            "unreconstructed_metrics": r.unreconstructed_metrics,
+            "reconstruction": r.reconstruction,
             "path": str(path),
         }
         for r, path in zip(sorted(trajectory.checkpoints, key=lambda r: r.target), paths, strict=True)

@@ -19,6 +19,7 @@ from gisp.loading import DTYPES
 from gisp.methods import get_method, method_names
 from gisp.normalization import NORMALIZATIONS
 from gisp.objectives import objective_names
+from gisp.reconstruction import reconstruction_names
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,20 @@ class PruneSettings:
         ge=0,
     )
     gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
+    reconstruct: str = _setting(
+        "lstsq",
+        "after pruning, re-fit each checkpoint's o_proj/down_proj to the dense model on the calibration "
+        "tokens: none (GISP as published), bias (FLAP's mean compensation), lstsq (ridge refit), "
+        "lstsq-select (the refit also picks which units go inside a layer)",
+        choices=reconstruction_names,
+    )
+    reconstruct_lambda: float = _setting(
+        1e-2, "ridge term of the refit, relative to the mean diagonal of the inputs' Gram matrix", ge=0.0
+    )
+    reconstruct_samples: int = _setting(
+        0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0
+    )
+
     # method tyr (docs/tyr.md): ladders of locally pruned levels per block, then an evolutionary
     # search of one level per block; defaults sized for models up to ~1B parameters on a CPU
     tyr_levels: int = _setting(9, "tyr: levels per block's ladder, centred on the expected level", ge=3, lt=65)

@@ -8,6 +8,7 @@ this package, or with `load_pruned(path)`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,26 +17,66 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
+from gisp.errors import ConfigError
 from gisp.hf_remote import configuration_gisp, modeling_gisp
 from gisp.loading import LoadedModel, load_model
+from gisp.reconstruction.tensors import apply_tensors, load_tensors, tensors_bytes
 from gisp.structure import Structure
 from gisp.trajectory import CheckpointRecord, Trajectory
 
 REMOTE_FILES = (Path(configuration_gisp.__file__), Path(modeling_gisp.__file__))
 
 
+Tensors = dict[str, Tensor]
+
+
+def reconstruction_file(folder: str | Path, record: CheckpointRecord) -> Path:
+    """Where a run's output folder (beside trajectory.json) keeps a checkpoint's refit tensors."""
+    return Path(folder) / "reconstruction" / f"{record.name}.safetensors"
+
+
+def checkpoint_tensors(record: CheckpointRecord, tensors: Tensors | str | Path | None) -> Tensors | None:
+    """The refit tensors of `record`, read from a file if a path is given, checked against the
+    trajectory's sha256; None for a checkpoint that was not reconstructed."""
+    if record.reconstruction is None:
+        return None
+    if tensors is None:
+        raise ConfigError(
+            f"checkpoint {record.name} was reconstructed ({record.reconstruction}); its tensors are needed "
+            f"(reconstruction/{record.name}.safetensors beside the trajectory)",
+            field="reconstruction",
+        )
+    if not isinstance(tensors, dict):
+        if not Path(tensors).is_file():
+            raise ConfigError(f"reconstructed tensors {tensors} do not exist", field="reconstruction")
+        tensors = load_tensors(tensors)
+    if (
+        record.reconstruction_sha256
+        and hashlib.sha256(tensors_bytes(tensors)).hexdigest() != record.reconstruction_sha256
+    ):
+        raise ConfigError(
+            f"the reconstructed tensors of {record.name} do not match the trajectory", field="reconstruction"
+        )
+    return tensors
+
+
 def materialize(
-    trajectory: Trajectory, target: float, base: LoadedModel | None = None, device: str = "cpu"
+    trajectory: Trajectory,
+    target: float,
+    base: LoadedModel | None = None,
+    device: str = "cpu",
+    tensors: Tensors | str | Path | None = None,
 ) -> LoadedModel:
-    """The checkpoint's compact model: the base model (loaded unless given) sliced to its structure.
+    """The checkpoint's compact model: the base model (loaded unless given) sliced to its structure,
+    with its reconstructed output projections when it has them (`tensors`, or the file they are in).
 
     A given `base` must be unpruned; it is sliced in place.
     """
     record = trajectory.checkpoint(target)
+    refit = checkpoint_tensors(record, tensors)
     loaded = base or load_model(
         trajectory.base_model,
         device=device,
@@ -43,27 +84,18 @@ def materialize(
         revision=trajectory.base_revision,
     )
     loaded.adapter.slice_model(loaded.model, Structure.full(loaded.adapter.spec), record.structure)
-    apply_weights(loaded, record)
+    if refit is not None:
+        apply_tensors(loaded.model, refit)
     return loaded
 
 
-def apply_weights(loaded: LoadedModel, record: CheckpointRecord) -> None:
-    """Put the checkpoint's own weights (a method's re-solved output projections) into the model
-    sliced to its structure."""
-    layers = loaded.adapter.layers(loaded.model)
-    for key, tensor in record.weights.items():
-        layer, kind = key.split(".")
-        module = loaded.adapter.unit_output_module(layers[int(layer)], kind)  # type: ignore[arg-type]
-        if module is None or tuple(module.weight.shape) != tuple(tensor.shape):
-            shape = None if module is None else tuple(module.weight.shape)
-            raise ValueError(f"{record.name}: weight {key} {tuple(tensor.shape)} does not fit the model ({shape})")
-        with torch.no_grad():
-            module.weight.copy_(tensor.to(module.weight.dtype))
-
-
-def pruned_config_dict(trajectory: Trajectory, record: CheckpointRecord, adapter_names: tuple[str, str, str]) -> dict:
+def pruned_config_dict(
+    trajectory: Trajectory, record: CheckpointRecord, adapter_names: tuple[str, str, str], output_bias: bool = False
+) -> dict:
     model_type, config_class, model_class = adapter_names
     config = dict(trajectory.base_config)
+    if output_bias:  # the folder's model code gives o_proj/down_proj the biases the refit wrote
+        config["output_bias"] = True
     kv_heads, widths = record.structure.layer_widths()
     config.update(
         model_type=model_type,
@@ -81,6 +113,8 @@ def pruned_config_dict(trajectory: Trajectory, record: CheckpointRecord, adapter
             "sparsity": record.sparsity,
             "kept_kv_groups": record.structure.attn,
             "kept_channels": record.structure.mlp,
+            "reconstruction": record.reconstruction,
+            "reconstruction_sha256": record.reconstruction_sha256,
         },
     )
     for key in ("_commit_hash", "transformers_version", "_name_or_path"):
@@ -164,14 +198,16 @@ def save_checkpoint(
     record: CheckpointRecord,
     adapter_names: tuple[str, str, str],
     out_dir: str | Path,
+    output_bias: bool = False,
 ) -> Path:
     """Write the folder atomically: build it in a temp dir beside `out_dir`, then rename."""
     out_dir = Path(out_dir)
+    config = pruned_config_dict(trajectory, record, adapter_names, output_bias)
     with atomic_folder(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         copy_sentencepiece_model(tokenizer, tmp)
-        (tmp / "config.json").write_text(json.dumps(pruned_config_dict(trajectory, record, adapter_names), indent=2))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
         for source in REMOTE_FILES:
             shutil.copyfile(source, tmp / source.name)
         (tmp / "README.md").write_text(model_card(trajectory, record))
@@ -179,18 +215,35 @@ def save_checkpoint(
 
 
 def export_checkpoint(
-    trajectory: Trajectory, target: float, out_dir: str | Path, base: LoadedModel | None = None
+    trajectory: Trajectory,
+    target: float,
+    out_dir: str | Path,
+    base: LoadedModel | None = None,
+    tensors: Tensors | str | Path | None = None,
 ) -> Path:
-    """Materialize the checkpoint for `target` and write it to `out_dir`."""
-    loaded = materialize(trajectory, target, base)
+    """Materialize the checkpoint for `target` (with its reconstructed `tensors`, or the file they
+    are in, when it was reconstructed) and write it to `out_dir`."""
     record = trajectory.checkpoint(target)
-    return save_checkpoint(loaded.model, loaded.tokenizer, trajectory, record, loaded.adapter.export_names(), out_dir)
+    refit = checkpoint_tensors(record, tensors)
+    loaded = materialize(trajectory, target, base, tensors=refit)
+    bias = refit is not None and _adds_bias(trajectory, refit)
+    names = loaded.adapter.export_names()
+    return save_checkpoint(loaded.model, loaded.tokenizer, trajectory, record, names, out_dir, bias)
 
 
-def export_all(trajectory: Trajectory, out_dir: str | Path, base: LoadedModel | None = None) -> list[Path]:
-    """Write every checkpoint to `out_dir/sparsity-X.XX/`. Nested checkpoints with the base weights
-    come from one base load, sliced further from one to the next; any other is materialized from a
-    fresh load of the base model."""
+def _adds_bias(trajectory: Trajectory, tensors: Tensors) -> bool:
+    arch = trajectory.arch
+    has = {"o_proj.bias": arch.o_bias, "o_bias": arch.o_bias, "down_proj.bias": arch.mlp_bias}
+    return any(name.endswith(suffix) and not present for name in tensors for suffix, present in has.items())
+
+
+def export_all(
+    trajectory: Trajectory, out_dir: str | Path, base: LoadedModel | None = None, tensors_dir: str | Path | None = None
+) -> list[Path]:
+    """Write every checkpoint to `out_dir/sparsity-X.XX/` from one base load: nested checkpoints
+    are sliced further from one to the next (each reconstructed checkpoint's refit tensors, from
+    `tensors_dir/reconstruction/`, replace every output projection); a checkpoint that is not a
+    subnetwork of the one before (a search-based method's) starts from a fresh base load."""
 
     def fresh() -> LoadedModel:
         return load_model(
@@ -198,23 +251,22 @@ def export_all(trajectory: Trajectory, out_dir: str | Path, base: LoadedModel | 
         )
 
     loaded = base or fresh()
-    current: Structure | None = Structure.full(loaded.adapter.spec)
+    current = Structure.full(loaded.adapter.spec)
     paths = []
     for record in sorted(trajectory.checkpoints, key=lambda r: r.target):
-        if current is not None and not record.weights and record.structure.is_subset_of(current):
-            loaded.adapter.slice_model(loaded.model, current, record.structure)
-            current = record.structure
-        else:
-            loaded = materialize(trajectory, record.target, fresh())
-            current = None  # its weights are its own: the next checkpoint starts from the base again
+        where = reconstruction_file(tensors_dir, record) if tensors_dir is not None else None
+        refit = checkpoint_tensors(record, where)
+        if not record.structure.is_subset_of(current):
+            loaded, current = fresh(), Structure.full(loaded.adapter.spec)
+        loaded.adapter.slice_model(loaded.model, current, record.structure)
+        current = record.structure
+        if refit is not None:
+            apply_tensors(loaded.model, refit)
+        bias = refit is not None and _adds_bias(trajectory, refit)
+        out = Path(out_dir) / record.name
         paths.append(
             save_checkpoint(
-                loaded.model,
-                loaded.tokenizer,
-                trajectory,
-                record,
-                loaded.adapter.export_names(),
-                Path(out_dir) / record.name,
+                loaded.model, loaded.tokenizer, trajectory, record, loaded.adapter.export_names(), out, bias
             )
         )
     return paths

@@ -3,6 +3,7 @@ slice the model, repeat on the smaller model. One loop serves every method."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
+from gisp.reconstruction.tensors import tensors_bytes
 from gisp.schedule import linear_goals, nearest_count
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
@@ -53,6 +55,17 @@ class PruneObserver:
     def on_search(self, progress: SearchProgress) -> None:
         """Progress inside a search-based method's target: ladder layers built, search generations
         with the best fitness so far."""
+
+    def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
+        """Called after each layer the reconstruction of `record` has finished."""
+
+    def on_warning(self, message: str) -> None:
+        """A condition the user should know of that does not stop the run (e.g. too few tokens)."""
+
+    def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
+        """Called when `record` is reconstructed (before `on_checkpoint`): `tensors` are its re-fitted
+        output projections as safetensors bytes (`record.reconstruction_sha256`); store them beside
+        the trajectory, which `export_checkpoint` needs them with, then persist the trajectory."""
 
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
@@ -91,11 +104,13 @@ def prune(
     trajectory: Trajectory,
     observer: PruneObserver | None = None,
     measure: Measure | None = None,
+    register: bool = True,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
     `measure(model)` gives each checkpoint's metrics while the model computes exactly that
-    checkpoint's subnetwork; the observer is then told of the finished record."""
+    checkpoint's subnetwork; the observer is then told of the finished record, unless `register`
+    is False (a reconstruction phase follows and registers it with its final weights)."""
     observer = observer or PruneObserver()
     _check_reachable(settings, loaded)
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
@@ -152,7 +167,8 @@ def prune(
             if measure is not None:
                 with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
                     record.metrics = measure(model)
-            observer.on_checkpoint(record)
+            if register:
+                observer.on_checkpoint(record)
             trajectory.checkpoints.append(record)
             recorded.add(target)
         count = nearest_count(sizes, removed_before, goal * total, start=count)
@@ -180,8 +196,9 @@ def _search_targets(
     measure: Measure | None,
 ) -> Trajectory:
     """A search-based method: target by target (ascending), each searched from the dense model;
-    a completed target is a completed step, so a resumed run continues with the next target. The
-    trajectory (with the checkpoint's weights) is persisted before the checkpoint is announced."""
+    a completed target is a completed step, so a resumed run continues with the next target. Its
+    re-solved weights go to the observer as reconstructed tensors (`on_reconstructed`, which stores
+    them and the trajectory) before the checkpoint is announced."""
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
     device = next(model.parameters()).device
     ctx = SearchContext(
@@ -204,7 +221,7 @@ def _search_targets(
         started = time.perf_counter()
         outcome = method.search_target(ctx, target)
         kept = outcome.structure
-        record = CheckpointRecord.of(kept, spec, target, step, outcome.loss, weights=outcome.weights)
+        record = CheckpointRecord.of(kept, spec, target, step, outcome.loss)
         if measure is not None:
             with torch.no_grad(), outcome.applied():
                 record.metrics = measure(model)
@@ -215,6 +232,9 @@ def _search_targets(
         trajectory.elapsed_seconds += seconds
         full = Structure.full(spec)
         removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
+        data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors
+        record.reconstruction, record.reconstruction_sha256 = method.name, hashlib.sha256(data).hexdigest()
+        observer.on_reconstructed(record, data, trajectory)
         observer.on_step(
             StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory
         )

@@ -3,7 +3,7 @@ objective, pick calibration and held-out examples, and prune."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -14,9 +14,11 @@ from gisp.data.examples import Mode
 from gisp.data.records import RecordKind, file_sha256
 from gisp.eval.perplexity import heldout_metrics
 from gisp.loading import LoadedModel, load_model
+from gisp.methods import get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.reconstruction.stage import needs_reconstruction, reconstruct_checkpoints, reconstruction_examples
 from gisp.trajectory import Trajectory
 
 # how held-out data of each kind is measured: text by perplexity, prompt/completion by the
@@ -30,6 +32,7 @@ class PreparedRun:
     calibration: list[Example]
     heldout: list[Example]
     data_sha256: str
+    extra: list[Example] = field(default_factory=list)  # further windows the reconstruction may fit on
 
 
 def prepare(
@@ -53,7 +56,11 @@ def prepare(
     loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
     tokenizer, count, seq_len, seed = loaded.tokenizer, settings.heldout, settings.seq_len, settings.seed
     kept_out = 0 if eval_records is not None else count
-    calibration, heldout = build_examples(tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out)
+    more = max(0, settings.reconstruct_samples - settings.samples)  # drawn after the held-out windows
+    calibration, heldout = build_examples(
+        tokenizer, records, objective.mode, settings.samples, seq_len, seed, kept_out + more
+    )
+    heldout, extra = heldout[:kept_out], heldout[kept_out:]
     if eval_records is not None:
         eval_kind, eval_rows = eval_records
         heldout = build_examples(tokenizer, eval_rows, MEASURE_MODE[eval_kind], count, seq_len, seed)[0]
@@ -61,7 +68,7 @@ def prepare(
     elif kind == "choice" and objective.mode != "choice":
         # multiple-choice data is always measured by accuracy; same seed, so the same held-out items
         _, heldout = build_examples(tokenizer, records, "choice", settings.samples, seq_len, seed, count)
-    return PreparedRun(loaded, calibration, heldout, sha)
+    return PreparedRun(loaded, calibration, heldout, sha, extra)
 
 
 def run(
@@ -89,5 +96,16 @@ def run(
 
     if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
         trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
-    prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure)
+    # a search-based method re-solves its own weights while it searches: no refit after it
+    refit = needs_reconstruction(settings) and not get_method(settings.method).searches
+    if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
+        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, register=not refit)
+        if refit:  # the model was cut in place; the refit starts again from the dense weights
+            loaded = prepared.loaded
+            prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)
+            del loaded
+            prepared.loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+    if refit:
+        examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
+        reconstruct_checkpoints(prepared.loaded, examples, settings, trajectory, observer, measure)
     return trajectory, prepared

@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
 from gisp.errors import ConfigError
 from gisp.structure import ArchSpec, Structure
@@ -32,15 +29,15 @@ class CheckpointRecord:
     step: int  # the schedule step during which the target was crossed
     loss: float  # calibration objective of the model the step started from
     structure: Structure
-    metrics: dict[str, float] = field(default_factory=dict)
-    # weights that replace the base model's after slicing: "<layer>.<kind>" -> the output
-    # projection over the kept units (re-solved by the method). Not in the JSON: `Trajectory.save`
-    # writes them to `weights_file`, a safetensors file beside the trajectory, and `load` reads them.
-    weights: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
-    weights_file: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # of the weights a user downloads
+    # the reconstruction stage: which variant re-fitted the weights (None: not done, or `none`),
+    # the sha256 of its tensors, and the metrics the checkpoint had before it
+    reconstruction: str | None = None
+    reconstruction_sha256: str | None = None
+    unreconstructed_metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, structure: Structure, spec: ArchSpec, target: float, step: int, loss: float, **extra: Any):
+    def of(cls, structure: Structure, spec: ArchSpec, target: float, step: int, loss: float) -> CheckpointRecord:
         """The record of `structure`, its counts computed from the architecture."""
         return cls(
             target=target,
@@ -51,7 +48,6 @@ class CheckpointRecord:
             step=step,
             loss=loss,
             structure=structure,
-            **extra,
         )
 
     @property
@@ -59,12 +55,9 @@ class CheckpointRecord:
         return f"sparsity-{self.target:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "weights"}
-        data["metrics"] = dict(self.metrics)
+        data = asdict(self)
         data["structure"] = self.structure.to_dict()
         data["kept_kv_groups"], data["kept_channels"] = self.structure.layer_widths()
-        if data["weights_file"] is None:
-            del data["weights_file"]
         return data
 
     @classmethod
@@ -97,11 +90,9 @@ class Trajectory:
 
     @property
     def nested(self) -> bool:
-        """Whether every checkpoint is a subnetwork of the one below it in sparsity, with the base
-        weights (true of the ranking methods; a search-based method's targets are independent)."""
+        """Whether each checkpoint's structure is a subnetwork of the one below it in sparsity (true
+        of the ranking methods; a search-based method's targets are searched independently)."""
         ordered = sorted(self.checkpoints, key=lambda r: r.target)
-        if any(r.weights or r.weights_file for r in ordered):
-            return False
         return all(b.structure.is_subset_of(a.structure) for a, b in zip(ordered, ordered[1:], strict=False))
 
     def checkpoint(self, target: float) -> CheckpointRecord:
@@ -155,55 +146,20 @@ class Trajectory:
         return json.dumps(self.to_dict(), indent=1)
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (temp file, fsync, rename) so a crash never leaves half a file; a
-        checkpoint's weights go first, to `<stem>.<checkpoint>.safetensors` beside it."""
+        """Write atomically (temp file, fsync, rename) so a crash never leaves half a file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.save_weights(path.parent, path.stem)
-        _atomic_write(path, self.to_json().encode())
-
-    def save_weights(self, folder: Path, stem: str) -> None:
-        """Write each checkpoint's weights not yet on disk (they never change once found)."""
-        for record in self.checkpoints:
-            if not record.weights:
-                continue
-            name = f"{stem}.{record.name}.safetensors"
-            if record.weights_file == name and (folder / name).is_file():
-                continue
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-            os.close(fd)
-            try:
-                save_file({k: v.contiguous() for k, v in sorted(record.weights.items())}, tmp)
-                with open(tmp, "rb") as handle:
-                    os.fsync(handle.fileno())
-                os.replace(tmp, folder / name)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            record.weights_file = name
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        path = Path(path)
-        trajectory = cls.from_dict(json.loads(path.read_text()))
-        for record in trajectory.checkpoints:
-            if record.weights_file:
-                file = path.parent / record.weights_file
-                if not file.is_file():
-                    raise ConfigError(f"checkpoint {record.name}'s weights {file} are missing", field="trajectory")
-                record.weights = load_file(str(file))
-        return trajectory
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside `path`, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -27,13 +27,14 @@ def checkpoint_folder(source: str | Path, target: float | None = None) -> Iterat
         raise ExportError(f"{source} is neither a checkpoint folder nor a trajectory.json", field="checkpoint")
     if not trajectory_file.is_file():
         raise ExportError(f"--target needs a trajectory.json; {source} has none", field="checkpoint")
-    from gisp.export import export_checkpoint
+    from gisp.export import export_checkpoint, reconstruction_file
     from gisp.trajectory import Trajectory
 
     trajectory = Trajectory.load(trajectory_file)
-    trajectory.checkpoint(target)  # a clear error before the base model is loaded
+    record = trajectory.checkpoint(target)  # a clear error before the base model is loaded
+    tensors = reconstruction_file(trajectory_file.parent, record) if record.reconstruction else None
     scratch = Path(tempfile.mkdtemp(prefix="gisp-export-"))
     try:
-        yield export_checkpoint(trajectory, target, scratch / f"sparsity-{target:.2f}")
+        yield export_checkpoint(trajectory, target, scratch / f"sparsity-{target:.2f}", tensors=tensors)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

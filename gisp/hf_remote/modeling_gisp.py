@@ -74,8 +74,23 @@ def resize_mlp(layer: nn.Module, width: int) -> None:
     mlp.intermediate_size = width
 
 
+def add_output_biases(model: nn.Module) -> None:
+    """Give every o_proj and down_proj a bias: a reconstructed checkpoint (`output_bias` in its
+    config) carries one there that the base architecture does not have."""
+    for layer in model.model.layers:
+        for parent, name in ((layer.self_attn, "o_proj"), (layer.mlp, "down_proj")):
+            old = getattr(parent, name)
+            if old.bias is None:
+                new = nn.Linear(
+                    old.in_features, old.out_features, bias=True, device=old.weight.device, dtype=old.weight.dtype
+                )
+                setattr(parent, name, new)
+
+
 def apply_layer_widths(model: nn.Module, config) -> None:
     """Resize every decoder layer of `model` to the widths its config names."""
+    if getattr(config, "output_bias", False):
+        add_output_biases(model)
     kv_heads = getattr(config, "layer_num_key_value_heads", None)
     widths = getattr(config, "layer_intermediate_sizes", None)
     heads_per_group = config.num_attention_heads // config.num_key_value_heads

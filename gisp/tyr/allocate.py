@@ -62,7 +62,9 @@ class SearchContext:
 @dataclass
 class SearchOutcome:
     structure: Structure
-    weights: dict[str, Tensor]  # "<layer>.<kind>" -> re-solved output projection over the kept units
+    # the re-solved output projections of the pruned blocks, by their names in the model's state
+    # dict (as the reconstruction stage stores a checkpoint's tensors), over the kept units' columns
+    weights: dict[str, Tensor]
     loss: float  # the calibration objective of the result
     fitness: float  # its KL from the dense model on the last stage's sequences
     applied: Callable[[], AbstractContextManager]  # the dense model runs as the result inside it
@@ -192,6 +194,7 @@ class TyrSession:
         spec = self.ctx.adapter.spec
         full = Structure.full(spec)
         kept = {kind: [list(x) for x in full.kept(kind)] for kind in KINDS}
+        names = {id(m): n for n, m in self.ctx.model.named_modules()}
         weights: dict[str, Tensor] = {}
         for block in blocks:
             ladder_ = self.net.ladders[block]
@@ -199,7 +202,7 @@ class TyrSession:
             layer, kind = block
             kept[kind][layer] = list(rung.kept)
             if counts[block] < ladder_.units and rung.kept:
-                weights[f"{layer}.{kind}"] = rung.weight.clone()
+                weights[f"{names[id(self.net.module(block))]}.weight"] = rung.weight.clone()
         structure = Structure(attn=kept["attn"], mlp=kept["mlp"])
 
         def applied() -> AbstractContextManager:

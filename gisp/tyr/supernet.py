@@ -76,7 +76,8 @@ class Supernet:
         self.model, self.adapter, self.batches, self.device = model, adapter, batches, device
         self.ladders: dict[Block, BlockLadder] = {}
 
-    def _module(self, block: Block) -> nn.Module:
+    def module(self, block: Block) -> nn.Module:
+        """The block's output projection in the dense model."""
         layer, kind = block
         module = self.adapter.unit_output_module(self.adapter.layers(self.model)[layer], kind)
         if module is None:
@@ -93,7 +94,7 @@ class Supernet:
             if count == ladder_.units:
                 continue
             rung = ladder_.rungs[count]
-            original = self._module(block)
+            original = self.module(block)
             columns = torch.tensor(
                 [u * size[block[1]] + i for u in rung.kept for i in range(size[block[1]])], dtype=torch.long
             )
@@ -114,7 +115,7 @@ class Supernet:
     def gram(self, block: Block, counts: dict[Block, int]) -> Tensor:
         """XᵀX of `block`'s projection inputs over unpadded calibration tokens, the model running
         with `counts`; each pass stops at that projection."""
-        module = self._module(block)
+        module = self.module(block)
         acc = GramAccumulator(module.in_features, device=self.device)
         mask: list[Tensor] = []
 
@@ -161,13 +162,13 @@ class Supernet:
                 if block not in plan:
                     continue
                 centre, step = plan[block]
-                units = self._module(block).in_features // size[kind]
+                units = self.module(block).in_features // size[kind]
                 half = levels // 2
                 counts = [centre - o * step for o in range(-half, levels - half)]
                 counts = [c for c in counts if 0 <= c <= units]
                 expected = {b: ld.centre for b, ld in self.ladders.items()}
                 gram = self.gram(block, expected)
-                weight = self._module(block).weight
+                weight = self.module(block).weight
                 rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
                 self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
             if on_layer is not None:

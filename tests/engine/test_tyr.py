@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load
 
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError, PruningStopped
-from gisp.export import export_all, load_pruned
+from gisp.export import export_all, load_pruned, reconstruction_file
 from gisp.pruner import PruneObserver, new_trajectory, prune
 from gisp.trajectory import Trajectory
 from gisp.tyr.allocate import uniform_counts
@@ -39,9 +40,20 @@ SMALL = dict(
 
 
 class Events(PruneObserver):
-    def __init__(self, stop_after_generations: int | None = None) -> None:
+    """Search progress, and the checkpoints' tensors stored as the CLI stores them (in `folder`)."""
+
+    def __init__(self, stop_after_generations: int | None = None, folder: Path | None = None) -> None:
         self.progress: list = []
         self.stop_after = stop_after_generations
+        self.folder = folder
+        self.tensors: dict[float, dict] = {}
+
+    def on_reconstructed(self, record, tensors: bytes, trajectory) -> None:
+        self.tensors[record.target] = load(tensors)
+        if self.folder is not None:
+            path = reconstruction_file(self.folder, record)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(tensors)
 
     def on_search(self, progress) -> None:
         self.progress.append(progress)
@@ -51,11 +63,12 @@ class Events(PruneObserver):
         return self.stop_after is not None and done >= self.stop_after
 
 
-def run_tyr(family: str = "llama-gqa", observer: PruneObserver | None = None, **kw) -> tuple[Trajectory, object]:
+def run_tyr(family: str = "llama-gqa", observer: Events | None = None, **kw) -> tuple[Trajectory, object, Events]:
     loaded = tiny_model(family)
     settings = PruneSettings(targets=kw.pop("targets", [0.3, 0.5]), **{**SMALL, **kw})
     trajectory = new_trajectory(loaded, settings, "0" * 64)
-    return prune(loaded, random_examples(8, 16), settings, trajectory, observer), loaded
+    observer = observer or Events()
+    return prune(loaded, random_examples(8, 16), settings, trajectory, observer), loaded, observer
 
 
 def test_ladder_rungs_are_nested_and_resolve_better_than_cutting() -> None:
@@ -106,24 +119,22 @@ def test_every_mutation_keeps_the_removed_parameter_count() -> None:
 
 
 def test_runs_exact_deterministic_and_reports_progress() -> None:
-    events = Events()
-    first, _ = run_tyr(observer=events)
-    second, _ = run_tyr()
+    first, _, events = run_tyr()
+    second, _, again = run_tyr()
     spec = first.arch
     for record in first.checkpoints:
         removed = spec.prunable_params - record.structure.kept_params(spec)
         assert abs(removed - record.target * spec.prunable_params) <= spec.unit_params("mlp") / 2
-        assert record.weights  # re-solved projections travel with the checkpoint
+        assert record.reconstruction == "tyr" and events.tensors[record.target]  # re-solved projections
     for a, b in zip(first.checkpoints, second.checkpoints, strict=True):
         assert a.structure == b.structure and a.loss == b.loss
-        assert sorted(a.weights) == sorted(b.weights)
-        assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+        assert a.reconstruction_sha256 == b.reconstruction_sha256  # the same bytes
     phases = {(p.target, p.round, p.phase) for p in events.progress}
     assert (0.5, 2, "ladder") in phases and (0.5, 2, "search") in phases
     searches = [p for p in events.progress if p.phase == "search" and p.target == 0.3 and p.round == 1]
     assert [p.done for p in searches] == [1, 2, 3]
     assert all(b.best_fitness <= a.best_fitness for a, b in zip(searches, searches[1:], strict=False))
-    assert first.completed_steps == first.total_steps == 2 and not first.nested
+    assert first.completed_steps == first.total_steps == 2
 
 
 def test_stop_between_generations_and_resume_with_the_next_target(tmp_path: Path) -> None:
@@ -137,13 +148,13 @@ def test_stop_between_generations_and_resume_with_the_next_target(tmp_path: Path
     trajectory.save(tmp_path / "trajectory.json")
     resumed = Trajectory.load(tmp_path / "trajectory.json")
     prune(tiny_model("llama-gqa"), random_examples(8, 16), settings, resumed)
-    reference, _ = run_tyr()
+    reference, _, _ = run_tyr()
     assert [c.structure for c in resumed.checkpoints] == [c.structure for c in reference.checkpoints]
 
 
 @contextmanager
-def candidate(loaded, record):
-    """Swap each pruned block's output projection for (kept columns, the record's weight)."""
+def candidate(loaded, record, tensors: dict):
+    """Swap each pruned block's output projection for (kept columns, the checkpoint's weight)."""
     adapter, spec, swaps = loaded.adapter, loaded.adapter.spec, []
     for kind in ("attn", "mlp"):
         size = adapter.output_unit_size(kind)
@@ -154,7 +165,8 @@ def candidate(loaded, record):
             parent = parent.self_attn if kind == "attn" else parent.mlp
             attr = "o_proj" if kind == "attn" else "down_proj"
             original = getattr(parent, attr)
-            weight = record.weights.get(f"{layer}.{kind}", torch.zeros(original.out_features, 0))
+            name = f"model.layers.{layer}.{'self_attn.o_proj' if kind == 'attn' else 'mlp.down_proj'}.weight"
+            weight = tensors.get(name, torch.zeros(original.out_features, 0))
             columns = torch.tensor([u * size + i for u in kept for i in range(size)], dtype=torch.long)
             setattr(parent, attr, LevelProjection(columns, weight, original.bias))
             swaps.append((parent, attr, original))
@@ -166,22 +178,21 @@ def candidate(loaded, record):
 
 
 def test_export_carries_the_resolved_weights(tmp_path: Path) -> None:
-    trajectory, loaded = run_tyr(family="llama-bias", targets=[0.5])
+    trajectory, loaded, events = run_tyr(family="llama-bias", targets=[0.3, 0.5], observer=Events(folder=tmp_path))
     trajectory.base_model = str(tmp_path / "base")
     loaded.model.save_pretrained(trajectory.base_model)
     loaded.tokenizer.save_pretrained(trajectory.base_model)
-    trajectory.save(tmp_path / "run" / "trajectory.json")
-    reloaded = Trajectory.load(tmp_path / "run" / "trajectory.json")
-    assert reloaded.checkpoints[0].weights_file and reloaded.checkpoints[0].weights
-    [folder] = export_all(reloaded, tmp_path / "out")
+    trajectory.save(tmp_path / "trajectory.json")
+    reloaded = Trajectory.load(tmp_path / "trajectory.json")
+    folders = export_all(reloaded, tmp_path / "out", tensors_dir=tmp_path)
     ids = torch.tensor([[1, 5, 9, 14, 20, 33]])
-    record = trajectory.checkpoints[0]
-    assert abs(record.sparsity - 0.5) * trajectory.arch.prunable_params <= trajectory.arch.unit_params("mlp") / 2
-    with torch.no_grad():
-        exported = load_pruned(folder)(ids).logits
-        with candidate(loaded, record):  # the dense model running as the searched candidate
-            searched = loaded.model(ids).logits
-    assert torch.allclose(exported, searched, atol=1e-5)
+    for record, folder in zip(trajectory.checkpoints, folders, strict=True):
+        with torch.no_grad():
+            exported = load_pruned(folder)(ids).logits
+            with candidate(loaded, record, events.tensors[record.target]):  # the dense model as the candidate
+                searched = loaded.model(ids).logits
+        assert torch.allclose(exported, searched, atol=1e-5)
+    folder = folders[-1]
     result = subprocess.run(
         [sys.executable, "-c", LOAD_WITHOUT_GISP, str(folder), "[[1, 5, 9, 14]]"],
         capture_output=True,

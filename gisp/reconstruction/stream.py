@@ -1,0 +1,294 @@
+"""Layer-streamed reconstruction of one checkpoint from the dense model.
+
+The calibration tokens are run through the dense model once to catch every layer's inputs; then,
+layer by layer, the dense layer gives the targets (its o_proj and down_proj outputs) and a pruned
+copy of that one layer, fed the pruned model's own hidden states (through the layers already
+reconstructed, so errors propagate), gives the inputs. Memory beyond the dense model: the dense
+and the pruned hidden states of the calibration tokens, one layer copy, one Gram matrix. The dense
+model is never changed, so every checkpoint is reconstructed from the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gisp.adapters import ArchitectureAdapter
+from gisp.errors import PruningStopped, ReconstructionError
+from gisp.hf_remote.modeling_gisp import EmptyAttention
+from gisp.objectives import Batch
+from gisp.reconstruction.base import ProjectionStats, Reconstruction
+from gisp.reconstruction.solve import GramAccumulator
+from gisp.structure import Kind, Structure
+
+log = logging.getLogger("gisp")
+PROJECTION = {"attn": "o_proj", "mlp": "down_proj"}
+
+
+class _Caught(Exception):
+    pass
+
+
+@dataclass
+class LayerInput:
+    """One calibration batch at one layer: the call's keyword arguments and the real tokens."""
+
+    kwargs: dict[str, Any]
+    tokens: Tensor  # bool [batch, seq]: not padding
+
+
+@dataclass
+class Hooks:
+    """What the stream reports: progress (layers done, of), warnings, and when to stop."""
+
+    progress: Callable[[int, int], None] = lambda done, total: None
+    warn: Callable[[str], None] = lambda message: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class Result:
+    structure: Structure  # what the checkpoint keeps (the given one unless the variant selects)
+    tensors: dict[str, Tensor] = field(default_factory=dict)  # compact-model state-dict names
+
+
+def _output(value: Any) -> Tensor:
+    return value[0] if isinstance(value, tuple) else value
+
+
+@torch.no_grad()
+def catch_inputs(
+    model: nn.Module, adapter: ArchitectureAdapter, batches: list[Batch]
+) -> tuple[list[Tensor], list[list[LayerInput]]]:
+    """Layer 0's hidden states per batch, and every layer's call arguments per batch (one dense
+    forward each; the layers of one model may get different masks, e.g. sliding windows)."""
+    layers = adapter.layers(model)
+    device = next(model.parameters()).device
+    hidden: list[Tensor] = []
+    calls: list[list[LayerInput]] = [[] for _ in layers]
+    for batch in batches:
+        batch = batch.to(device)
+        tokens = batch.attention_mask.bool()
+        handles = []
+
+        def catch(module: nn.Module, args: tuple, kwargs: dict, index: int, tokens: Tensor = tokens) -> None:
+            kw = {k: v for k, v in kwargs.items() if k not in ("hidden_states", "past_key_values", "cache")}
+            kw["use_cache"] = False
+            calls[index].append(LayerInput(kw, tokens))
+            if index == 0:
+                hidden.append((args[0] if args else kwargs["hidden_states"]).detach())
+            if index == len(layers) - 1:
+                raise _Caught
+
+        for index, layer in enumerate(layers):
+            handles.append(
+                layer.register_forward_pre_hook(lambda m, a, k, index=index: catch(m, a, k, index), with_kwargs=True)
+            )
+        try:
+            model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        except _Caught:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+    return hidden, calls
+
+
+@torch.no_grad()
+def _run_layer(
+    layer: nn.Module, hidden: list[Tensor], calls: list[LayerInput], taps: dict[nn.Module, Callable] | None = None
+) -> list[Tensor]:
+    """`layer` on every batch; `taps` see each (module, input, output, batch index)."""
+    out, handles = [], []
+    current = [0]
+    for module, tap in (taps or {}).items():
+        handles.append(module.register_forward_hook(lambda m, a, o, tap=tap: tap(a[0], o, current[0])))
+    try:
+        for index, (h, call) in enumerate(zip(hidden, calls, strict=True)):
+            current[0] = index
+            out.append(_output(layer(h, **call.kwargs)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out
+
+
+def _projection(adapter: ArchitectureAdapter, layer: nn.Module, kind: Kind) -> nn.Linear | None:
+    return adapter.unit_output_module(layer, kind)  # type: ignore[return-value]
+
+
+class _DenseTargets:
+    """The dense layer's projection outputs per batch (bias off) and the mean of their inputs."""
+
+    def __init__(self, module: nn.Linear) -> None:
+        self.module, self.outputs = module, []
+        self.sum: Tensor | None = None
+        self.count = 0
+
+    def tap(self, x: Tensor, y: Tensor, index: int, tokens: Tensor) -> None:
+        rows = x[tokens].to(torch.float64)
+        self.sum = rows.sum(0) if self.sum is None else self.sum + rows.sum(0)
+        self.count += rows.shape[0]
+        self.outputs.append(y if self.module.bias is None else y - self.module.bias)
+
+    @property
+    def mean(self) -> Tensor:
+        assert self.sum is not None
+        return self.sum / max(self.count, 1)
+
+
+def reconstruct(
+    model: nn.Module,
+    adapter: ArchitectureAdapter,
+    structure: Structure,
+    batches: list[Batch],
+    variant: Reconstruction,
+    damp: float,
+    candidates: Structure | None = None,
+    hooks: Hooks | None = None,
+    caught: tuple[list[Tensor], list[list[LayerInput]]] | None = None,
+) -> Result:
+    """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
+
+    `candidates` (a superset of `structure`, default the full model) is what a selecting variant
+    may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`."""
+    hooks = hooks or Hooks()
+    spec = adapter.spec
+    layers = adapter.layers(model)
+    names = {module: name for name, module in model.named_modules()}
+    dense_h, calls = caught or catch_inputs(model, adapter, batches)
+    pruned_h = list(dense_h)
+    offer = candidates or Structure.full(spec)
+    kept = Structure(attn=[], mlp=[])
+    tensors: dict[str, Tensor] = {}
+    for index, layer in enumerate(layers):
+        if hooks.should_stop():
+            raise PruningStopped(f"stopped during reconstruction, before layer {index}")
+        call = calls[index]
+        targets = {kind: _DenseTargets(_projection(adapter, layer, kind)) for kind in PROJECTION}
+        taps = {t.module: (lambda x, y, b, t=t, call=call: t.tap(x, y, b, call[b].tokens)) for t in targets.values()}
+        dense_next = _run_layer(layer, dense_h, call, taps)
+        work = copy.deepcopy(layer)
+        for kind in PROJECTION:
+            base_units = spec.units(kind)
+            pool = offer.kept(kind)[index] if variant.selects else structure.kept(kind)[index]
+            if pool != list(range(base_units)):
+                adapter.slice_layer(work, kind, pool)
+            keep = _refit_projection(
+                adapter,
+                work,
+                kind,
+                index,
+                pool,
+                structure.kept(kind)[index],
+                targets[kind],
+                pruned_h,
+                call,
+                variant,
+                damp,
+                hooks,
+            )
+            kept.kept(kind).append(keep)
+        pruned_h = _run_layer(work, pruned_h, call)
+        for h in pruned_h:
+            if not torch.isfinite(h).all():
+                raise ReconstructionError(
+                    f"layer {index}: the reconstructed layer's output is not finite", field="reconstruct"
+                )
+        tensors.update(_layer_tensors(adapter, work, layer, names))
+        dense_h = dense_next
+        del work
+        hooks.progress(index + 1, len(layers))
+    return Result(kept, tensors)
+
+
+def _refit_projection(
+    adapter: ArchitectureAdapter,
+    work: nn.Module,
+    kind: Kind,
+    index: int,
+    pool: list[int],
+    keep: list[int],
+    targets: _DenseTargets,
+    pruned_h: list[Tensor],
+    call: list[LayerInput],
+    variant: Reconstruction,
+    damp: float,
+    hooks: Hooks,
+) -> list[int]:
+    """Fit `work`'s projection of `kind` (sliced to `pool`), slice it to what stays, return that."""
+    what = f"layer {index} {PROJECTION[kind]}"
+    size = adapter.output_unit_size(kind)
+    dense = targets.module
+    module = _projection(adapter, work, kind)
+    if module is None or not pool:
+        gram = torch.zeros(0, 0, dtype=torch.float64)
+        acc = None
+    else:
+        acc = GramAccumulator(len(pool) * size)
+        _run_layer(
+            work,
+            pruned_h,
+            call,
+            {module: lambda x, y, b: acc.add(x[call[b].tokens], targets.outputs[b][call[b].tokens])},
+        )
+        gram = acc.gram
+        if acc.count < len(pool) * size:
+            message = (
+                f"{what}: {acc.count} calibration tokens for {len(pool) * size} inputs; the ridge term decides the rest"
+            )
+            log.warning(message)
+            hooks.warn(message)
+    stats = ProjectionStats(
+        what=what,
+        unit_size=size,
+        candidates=pool,
+        keep=keep,
+        dense_weight=dense.weight.detach(),
+        dense_bias=None if dense.bias is None else dense.bias.detach(),
+        dense_mean=targets.mean,
+        gram=gram,
+        cross=acc.cross
+        if acc is not None and acc.cross is not None
+        else torch.zeros(0, dense.out_features, dtype=torch.float64),
+        tokens=acc.count if acc is not None else 0,
+        damp=damp,
+    )
+    refit = variant.refit(stats)
+    if refit.keep != pool:
+        position = {u: p for p, u in enumerate(pool)}
+        adapter.slice_layer(work, kind, [position[u] for u in refit.keep])
+    module = _projection(adapter, work, kind)
+    if module is not None:
+        module.weight.data = refit.weight.to(dtype=module.weight.dtype, device=module.weight.device).contiguous()
+    if refit.bias is not None:
+        bias = nn.Parameter(refit.bias.to(dtype=dense.weight.dtype, device=dense.weight.device))
+        if module is not None:
+            module.bias = bias
+        elif isinstance(work.self_attn, EmptyAttention):
+            work.self_attn.o_bias = bias
+        else:  # an MLP with no channels left has a down_proj of width 0: it keeps its bias
+            raise ReconstructionError(f"{what}: nowhere to put the bias", field="reconstruct")
+    return refit.keep
+
+
+def _layer_tensors(adapter: ArchitectureAdapter, work: nn.Module, dense: nn.Module, names: dict) -> dict[str, Tensor]:
+    """The output projections of the reconstructed layer, by their state-dict names."""
+    out: dict[str, Tensor] = {}
+    for kind in PROJECTION:
+        module = _projection(adapter, work, kind)
+        dense_module = _projection(adapter, dense, kind)
+        prefix = names[dense_module]
+        if module is not None:
+            out[f"{prefix}.weight"] = module.weight.detach().clone()
+            if module.bias is not None:
+                out[f"{prefix}.bias"] = module.bias.detach().clone()
+        elif isinstance(work.self_attn, EmptyAttention) and work.self_attn.o_bias is not None:
+            out[f"{prefix.rsplit('.', 1)[0]}.o_bias"] = work.self_attn.o_bias.detach().clone()
+    return out

@@ -1,0 +1,81 @@
+"""A checkpoint's reconstructed tensors: the output projections of every layer (by their names in
+the compact model's state dict), saved as one safetensors file (same tensors, same bytes), applied
+to a compact model for export, or viewed through the dense model for measuring without a copy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gisp.adapters import ArchitectureAdapter
+from gisp.structure import Structure
+
+FILE_SUFFIX = ".safetensors"
+
+
+def tensors_bytes(tensors: dict[str, Tensor]) -> bytes:
+    """The safetensors serialization of `tensors`: the same tensors always give the same bytes."""
+    return save({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())})
+
+
+def load_tensors(path: str | Path) -> dict[str, Tensor]:
+    return load_file(str(path))
+
+
+def apply_tensors(model: nn.Module, tensors: dict[str, Tensor]) -> None:
+    """Set the named parameters of a compact model (a bias it lacks is added)."""
+    modules = dict(model.named_modules())
+    for name, value in tensors.items():
+        owner, attr = name.rsplit(".", 1)
+        module = modules.get(owner)
+        if module is None:
+            raise ValueError(f"the model has no module {owner!r} for reconstructed tensor {name!r}")
+        old = getattr(module, attr, None)
+        device = next(model.parameters()).device
+        dtype = old.dtype if isinstance(old, Tensor) else next(model.parameters()).dtype
+        if isinstance(old, Tensor) and tuple(old.shape) != tuple(value.shape):
+            raise ValueError(f"reconstructed tensor {name!r} is {tuple(value.shape)}, the model's {tuple(old.shape)}")
+        setattr(module, attr, nn.Parameter(value.to(device=device, dtype=dtype).clone(), requires_grad=False))
+
+
+@contextmanager
+def reconstructed_view(
+    model: nn.Module, adapter: ArchitectureAdapter, structure: Structure, tensors: dict[str, Tensor]
+) -> Iterator[None]:
+    """While open, the dense `model` computes the checkpoint: each output projection reads only the
+    kept units' columns and uses its reconstructed weight (the removed units' work is discarded)."""
+    names = dict(model.named_modules())
+    handles = []
+    for index, layer in enumerate(adapter.layers(model)):
+        for kind in ("attn", "mlp"):
+            module = adapter.unit_output_module(layer, kind)
+            prefix = next(n for n, m in names.items() if m is module)
+            size = adapter.output_unit_size(kind)
+            cols = torch.tensor(
+                [u * size + i for u in structure.kept(kind)[index] for i in range(size)], dtype=torch.long
+            )
+            weight = tensors.get(f"{prefix}.weight")
+            bias = tensors.get(f"{prefix}.bias", tensors.get(f"{prefix.rsplit('.', 1)[0]}.o_bias"))
+            if weight is None and bias is None:
+                continue
+
+            def hook(m: nn.Module, args: tuple, output: Tensor, cols=cols, weight=weight, bias=bias) -> Tensor:
+                x = args[0]
+                b = None if bias is None else bias.to(x.dtype)
+                if weight is None or len(cols) == 0:
+                    out = x.new_zeros(output.shape)
+                    return out if b is None else out + b
+                return F.linear(x.index_select(-1, cols.to(x.device)), weight.to(x.device, x.dtype), b)
+
+            handles.append(module.register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,240 @@
+"""The reconstruction stage on tiny random models: exact on an unpruned model, lower error on a
+pruned one, deterministic bytes, the exported folder matches without the package, clear errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from gisp.config import PruneSettings
+from gisp.errors import ConfigError, ReconstructionError
+from gisp.export import export_checkpoint
+from gisp.objectives import get_objective
+from gisp.pruner import PruneObserver, new_trajectory, prune
+from gisp.reconstruction import get_reconstruction
+from gisp.reconstruction.stage import reconstruct_checkpoints
+from gisp.reconstruction.stream import reconstruct
+from gisp.reconstruction.tensors import reconstructed_view, tensors_bytes
+from gisp.structure import Structure
+from gisp.trajectory import CheckpointRecord
+from tests.engine.test_export import LOAD_WITHOUT_GISP
+from tests.engine.tiny import VOCAB, random_examples, tiny_model
+
+EXAMPLES = random_examples(16, 24)
+
+
+def batches(loaded, examples=EXAMPLES):
+    return get_objective("perplexity").batches(examples, 8, 0)
+
+
+def pruned_structure(family: str, target: float = 0.5) -> tuple[PruneSettings, Structure]:
+    loaded = tiny_model(family)
+    settings = PruneSettings(targets=[target], steps=2, batch_size=8)
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64))
+    return settings, trajectory.checkpoints[0].structure
+
+
+@pytest.mark.parametrize("variant", ["lstsq", "lstsq-select"])
+def test_tiny_lambda_on_an_unpruned_model_gives_back_the_dense_weights(variant: str) -> None:
+    loaded = tiny_model("llama-gqa")
+    full = Structure.full(loaded.adapter.spec)
+    result = reconstruct(loaded.model, loaded.adapter, full, batches(loaded), get_reconstruction(variant), 1e-9)
+    assert result.structure == full
+    params = dict(loaded.model.named_parameters())
+    assert set(result.tensors) == {n for n in params if n.endswith(("o_proj.weight", "down_proj.weight"))}
+    for name, value in result.tensors.items():
+        assert torch.allclose(value, params[name], atol=1e-4), name
+
+
+def _projection_errors(loaded, structure: Structure, tensors: dict | None) -> list[float]:
+    """Per layer, the squared error of the pruned model's down_proj output against the dense one,
+    with the pruned model fed its own hidden states (the stage's objective)."""
+    from contextlib import ExitStack
+
+    from gisp.masking import structure_masks, unit_masks
+
+    model, adapter = loaded.model, loaded.adapter
+    outputs: dict[str, list[torch.Tensor]] = {"dense": [], "pruned": []}
+    layers = adapter.layers(model)
+    for which in outputs:
+        with torch.no_grad(), ExitStack() as stack:
+            if which == "pruned":  # the view's hooks first, so the taps below see their outputs
+                masks = structure_masks(adapter, Structure.full(adapter.spec), structure)
+                stack.enter_context(unit_masks(model, adapter, masks))
+                if tensors:
+                    stack.enter_context(reconstructed_view(model, adapter, structure, tensors))
+            handles = [
+                module.register_forward_hook(lambda m, a, o, which=which: outputs[which].append(o))
+                for layer in layers
+                for module in (layer.self_attn.o_proj, layer.mlp.down_proj)
+            ]
+            for batch in batches(loaded):
+                model(input_ids=batch.input_ids)
+            for h in handles:
+                h.remove()
+    n = 2 * len(layers)  # o_proj and down_proj of each layer, per batch
+    errors = [0.0] * len(layers)
+    for i, (d, p) in enumerate(zip(outputs["dense"], outputs["pruned"], strict=True)):
+        errors[(i % n) // 2] += float((d - p).pow(2).sum())
+    return errors
+
+
+@pytest.mark.parametrize("variant", ["lstsq", "lstsq-select", "bias"])
+def test_each_layer_fits_the_dense_outputs_better_after_than_before(variant: str) -> None:
+    settings, structure = pruned_structure("llama-gqa", 0.3)
+    loaded = tiny_model("llama-gqa")
+    before = _projection_errors(loaded, structure, None)
+    result = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), get_reconstruction(variant), 1e-2)
+    after = _projection_errors(loaded, result.structure, result.tensors)
+    assert sum(b > 0 for b in before) >= 2, structure  # layers the pruning touched (or fed other inputs)
+    assert all(a < b for a, b in zip(after, before, strict=True) if b > 0), (before, after)
+
+
+def test_reconstruction_is_deterministic_and_leaves_the_dense_model_alone() -> None:
+    _, structure = pruned_structure("llama-mha")
+    loaded = tiny_model("llama-mha")
+    dense = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    first = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), get_reconstruction("lstsq"), 1e-2)
+    again = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), get_reconstruction("lstsq"), 1e-2)
+    assert tensors_bytes(first.tensors) == tensors_bytes(again.tensors)
+    assert all(torch.equal(v, loaded.model.state_dict()[k]) for k, v in dense.items())
+
+
+class Keep(PruneObserver):
+    def __init__(self) -> None:
+        self.tensors: dict[float, bytes] = {}
+        self.registered: list[CheckpointRecord] = []
+        self.warnings: list[str] = []
+        self.progress: list[tuple[int, int]] = []
+
+    def on_reconstructed(self, record, tensors, trajectory) -> None:
+        self.tensors[record.target] = tensors
+
+    def on_checkpoint(self, record) -> None:
+        self.registered.append(record)
+
+    def on_warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def on_reconstruction_progress(self, record, layers: int, total: int) -> None:
+        self.progress.append((layers, total))
+
+
+# every folder of a test in one fresh interpreter where `import gisp` fails (startup is the cost)
+LOAD_MANY = LOAD_WITHOUT_GISP.replace(
+    "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n", ""
+).replace(
+    "    print(json.dumps(model(input_ids=ids).logits.tolist()))",
+    "    for path in sys.argv[1].split(','):\n"
+    "        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()\n"
+    "        print(json.dumps(model(input_ids=ids).logits.tolist()))",
+)
+
+
+def load_many_without_gisp(paths: list[Path], ids: torch.Tensor) -> list[torch.Tensor]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_MANY, ",".join(map(str, paths)), json.dumps(ids.tolist())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [torch.tensor(json.loads(line)) for line in done.stdout.strip().splitlines()[-len(paths) :]]
+
+
+@pytest.mark.parametrize("family,variant", [("llama-gqa", "lstsq-select"), ("qwen2", "bias")])
+def test_exported_reconstructed_folder_matches_without_the_package(family: str, variant: str, tmp_path: Path) -> None:
+    loaded = tiny_model(family)
+    settings = PruneSettings(targets=[0.3, 0.6], steps=2, batch_size=8, reconstruct=variant)
+    ids = torch.randint(4, VOCAB, (2, 12), generator=torch.Generator().manual_seed(3))
+
+    def measure(model) -> dict[str, float]:
+        return {"logit_sum": float(model(input_ids=ids).logits.double().sum())}
+
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64), None, measure, False)
+    dense = tiny_model(family)
+    observer = Keep()
+
+    reconstruct_checkpoints(dense, EXAMPLES, settings, trajectory, observer, measure)
+    assert [r.target for r in observer.registered] == [0.3, 0.6]
+    assert observer.progress[-1] == (3, 3)
+    small, large = trajectory.checkpoints
+    assert large.structure.is_subset_of(small.structure)  # still nested
+    paths = []
+    for record in trajectory.checkpoints:
+        assert record.reconstruction == variant and record.unreconstructed_metrics
+        assert record.metrics != record.unreconstructed_metrics
+        paths.append(tmp_path / record.name)
+        (tmp_path / f"{record.name}.safetensors").write_bytes(observer.tensors[record.target])
+        export_checkpoint(
+            trajectory,
+            record.target,
+            paths[-1],
+            base=tiny_model(family),
+            tensors=tmp_path / f"{record.name}.safetensors",
+        )
+    for record, logits in zip(trajectory.checkpoints, load_many_without_gisp(paths, ids), strict=True):
+        with torch.no_grad(), reconstructed_view(dense.model, dense.adapter, record.structure, _load(observer, record)):
+            expected = dense.model(input_ids=ids).logits
+        assert torch.allclose(logits, expected, atol=1e-4)
+        assert abs(float(logits.double().sum()) - record.metrics["logit_sum"]) < 1e-2
+
+
+def _load(observer: Keep, record: CheckpointRecord) -> dict:
+    from safetensors.torch import load
+
+    return load(observer.tensors[record.target])
+
+
+def test_export_of_a_reconstructed_checkpoint_without_its_tensors_is_refused(tmp_path: Path) -> None:
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.4], steps=1, batch_size=8)
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64), register=False)
+    reconstruct_checkpoints(tiny_model("llama-gqa"), EXAMPLES, settings, trajectory)
+    with pytest.raises(ConfigError, match="tensors are needed"):
+        export_checkpoint(trajectory, 0.4, tmp_path / "out", base=tiny_model("llama-gqa"))
+    with pytest.raises(ConfigError, match="do not exist"):
+        export_checkpoint(trajectory, 0.4, tmp_path / "out", base=tiny_model("llama-gqa"), tensors=tmp_path / "none")
+
+
+def test_too_few_tokens_warns_and_still_solves(caplog: pytest.LogCaptureFixture) -> None:
+    loaded = tiny_model("llama-gqa")  # o_proj inputs are 32 wide, down_proj 24
+    few = random_examples(1, 10)
+    structure = Structure.full(loaded.adapter.spec)
+    warnings: list[str] = []
+    from gisp.reconstruction.stream import Hooks
+
+    with caplog.at_level(logging.WARNING, logger="gisp"):
+        result = reconstruct(
+            loaded.model,
+            loaded.adapter,
+            structure,
+            batches(loaded, few),
+            get_reconstruction("lstsq"),
+            1e-2,
+            hooks=Hooks(warn=warnings.append),
+        )
+    assert any("layer 0 o_proj: 10 calibration tokens for 32 inputs" in w for w in warnings)
+    assert all(torch.isfinite(t).all() for t in result.tensors.values())
+
+
+def test_a_non_finite_layer_fails_naming_the_layer() -> None:
+    loaded = tiny_model("llama-gqa")
+    with torch.no_grad():
+        loaded.model.model.layers[1].mlp.up_proj.weight[0, 0] = float("inf")  # a broken checkpoint file
+    with pytest.raises(ReconstructionError, match="layer 1"):
+        reconstruct(
+            loaded.model,
+            loaded.adapter,
+            Structure.full(loaded.adapter.spec),
+            batches(loaded),
+            get_reconstruction("lstsq"),
+            1e-2,
+        )
