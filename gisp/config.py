@@ -101,12 +101,12 @@ class PruneSettings:
         3, "tyr: coarse-to-fine rounds (each re-centres the ladders and halves the step)", ge=1, lt=9
     )
     tyr_population: int = _setting(8, "tyr: allocations kept between search generations", ge=2, lt=1025)
-    tyr_offspring: int = _setting(32, "tyr: offspring mutated per generation", ge=1, lt=4097)
-    tyr_generations: int = _setting(20, "tyr: search generations per round", ge=0, lt=1001)
+    tyr_offspring: int = _setting(16, "tyr: offspring mutated per generation", ge=1, lt=4097)
+    tyr_generations: int = _setting(12, "tyr: search generations per round", ge=0, lt=1001)
     tyr_stage_samples: list[int] = _setting(
-        [4, 16, 64], "tyr: calibration samples scoring each selection stage, increasing (capped at samples)", ge=1
+        [4, 16, 32], "tyr: calibration samples scoring each selection stage, increasing (capped at samples)", ge=1
     )
-    tyr_stage_keep: list[int] = _setting([8, 2], "tyr: offspring kept after each selection stage but the last", ge=1)
+    tyr_stage_keep: list[int] = _setting([4, 2], "tyr: offspring kept after each selection stage but the last", ge=1)
     tyr_top_k: int = _setting(64, "tyr: dense next-token logits cached per position for the KL fitness", ge=1)
     tyr_update_rounds: int = _setting(16, "tyr: greedy removal rounds with weight updates per level", ge=1, lt=1025)
     tyr_damp: float = _setting(0.01, "tyr: ridge damping of the local re-solve, relative to mean(diag XᵀX)", ge=0.0)

@@ -89,7 +89,7 @@ class JobObserver(PruneObserver):
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         started = time.perf_counter()
-        trajectory.save(self.rt.store.trajectory_path(self.job_id))  # with any checkpoint weights beside it
+        self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())
         done = trajectory.completed_steps
         eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
         loss = report.loss if report.loss is not None and report.loss == report.loss else None
