@@ -114,7 +114,8 @@ def evolve(
         for _ in range(count * 8):
             if len(children) >= count:
                 break
-            child = mutate(rng.choice(parents), space, rng, rng.randint(1, 3))
+            moves = 1 if rng.random() < 0.6 else rng.randint(2, 3)  # mostly local steps, some jumps
+            child = mutate(rng.choice(parents), space, rng, moves)
             if child not in seen:
                 seen.add(child)
                 children.append(child)

@@ -3,6 +3,7 @@ re-solved weights, determinism, settings; small search budgets throughout."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -16,9 +17,11 @@ from safetensors.torch import load
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError, PruningStopped
 from gisp.export import export_all, load_pruned, reconstruction_file
+from gisp.objectives import get_objective
+from gisp.objectives.base import pad_token_id
 from gisp.pruner import PruneObserver, new_trajectory, prune
 from gisp.trajectory import Trajectory
-from gisp.tyr.allocate import uniform_counts
+from gisp.tyr.allocate import SearchContext, TyrSession, uniform_counts
 from gisp.tyr.local import ladder
 from gisp.tyr.search import Space, mutate
 from gisp.tyr.supernet import LevelProjection
@@ -217,3 +220,59 @@ def test_bad_tyr_settings_name_the_field(field: str, kwargs: dict) -> None:
     with pytest.raises(ConfigError) as info:
         PruneSettings(targets=[0.5], method="tyr", **kwargs)
     assert info.value.field == field
+
+
+# ------------------------------------------------------------------ stories260K (real weights and text)
+
+
+@pytest.mark.integration
+def test_search_beats_the_uniform_allocation_on_stories(stories_model: Path, stories_text: Path) -> None:
+    from gisp.run import prepare
+
+    settings = PruneSettings(
+        targets=[0.5],
+        samples=16,
+        seq_len=64,
+        heldout=0,
+        **{**SMALL, "tyr_step": 0.0625, "tyr_generations": 4, "tyr_offspring": 8, "tyr_stage_samples": [4, 16]},
+    )
+    prepared = prepare(str(stories_model), stories_text, settings)
+    loaded = prepared.loaded
+    objective = get_objective(settings.objective)
+    batches = objective.batches(prepared.calibration, settings.batch_size, pad_token_id(loaded.tokenizer))
+    device = torch.device("cpu")
+    ctx = SearchContext(
+        loaded.model, loaded.adapter, objective, batches, device, settings, 0, set(), Events().on_search, lambda: False
+    )
+    searched = TyrSession(ctx).search(0.5)
+    uniform_settings = PruneSettings.from_dict({**settings.to_dict(), "tyr_generations": 0})
+    uniform = TyrSession(SearchContext(**{**ctx.__dict__, "settings": uniform_settings})).search(0.5)
+    spec = loaded.adapter.spec
+    assert searched.structure.kept_params(spec) == uniform.structure.kept_params(spec)  # the same sparsity
+    assert searched.fitness < uniform.fitness
+
+
+@pytest.mark.integration
+def test_cli_tyr_checkpoint_exports_to_gguf_that_llamacpp_runs(
+    stories_model: Path, stories_text: Path, tmp_path: Path, capsys
+) -> None:
+    from gisp.cli import main
+    from gisp.eval import llamacpp
+    from gisp.exporters import export
+
+    out = tmp_path / "cli"
+    args = ["prune", str(stories_model), "--data", str(stories_text), "--targets", "0.4", "--method", "tyr"]
+    args += ["--samples", "8", "--seq-len", "64", "--tyr-rounds", "1", "--tyr-generations", "2", "--tyr-offspring", "4"]
+    args += ["--tyr-stage-samples", "2,8", "--tyr-stage-keep", "2", "--tyr-levels", "5", "--out", str(out), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["checkpoints"][0]["reconstruction"] == "tyr"
+    folder = out / "sparsity-0.40"
+    assert (out / "reconstruction" / "sparsity-0.40.safetensors").is_file()
+    export(folder, tmp_path / "m.gguf", "gguf", dtype="f32")
+    if not llamacpp.available():
+        pytest.skip("llama.cpp is not installed: the GGUF file was written but not run")
+    result = llamacpp.agreement(
+        tmp_path / "m.gguf", folder, ["Once upon a time, there was a little girl."], n_ctx=128, exact=True
+    )
+    assert result.top1 == 1.0 and result.max_abs_diff < 1e-3, result
