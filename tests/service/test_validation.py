@@ -41,6 +41,8 @@ def fields(body: dict) -> set[str]:
         ({"eval_dataset_id": "ds_missing"}, "eval_dataset_id"),
         ({"steps": "many"}, "steps"),
         ({"unknown_option": 1}, "unknown_option"),
+        ({"method": "tyr", "tyr_levels": 2}, "tyr_levels"),
+        ({"method": "tyr", "tyr_stage_samples": [4, 16, 64], "tyr_stage_keep": [2]}, "tyr_stage_keep"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
