@@ -36,13 +36,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="gisp-bench-agreement-"))
     split = common.split_tinystories(tmp)
-    settings = gisp.PruneSettings(targets=[0.3, 0.5], steps=8, samples=32, seq_len=128, heldout=0)
+    settings = gisp.PruneSettings(targets=[0.3, 0.5], steps=8, samples=32, seq_len=128, heldout=0, reconstruct="none")
     trajectory, _ = gisp.run(str(common.STORIES), split.calibration, settings)
     folders = [("stories260K", "dense", common.STORIES)]
     folders += [("stories260K", p.name, p) for p in gisp.export_all(trajectory, tmp / "stories")]
     if args.smollm:
         smollm = common.SHARED / "models" / "smollm2-135m-instruct-q4_1"
-        small = gisp.PruneSettings(targets=[0.3], steps=4, samples=8, seq_len=128, heldout=0)
+        small = gisp.PruneSettings(targets=[0.3], steps=4, samples=8, seq_len=128, heldout=0, reconstruct="none")
         smol_trajectory, _ = gisp.run(str(smollm), split.calibration, small)
         folders += [("SmolLM2-135M", p.name, p) for p in gisp.export_all(smol_trajectory, tmp / "smollm")]
     rows = []

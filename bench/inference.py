@@ -26,7 +26,12 @@ def stories_models(args, tmp: Path):
 
     split = common.split_tinystories(tmp)
     settings = gisp.PruneSettings(
-        targets=TARGETS, steps=args.steps, samples=args.samples, seq_len=256 if not args.quick else 128, heldout=0
+        targets=TARGETS,
+        steps=args.steps,
+        samples=args.samples,
+        seq_len=256 if not args.quick else 128,
+        heldout=0,
+        reconstruct="none",  # speed depends on the shape only; the export has no refit tensors
     )
     trajectory, prepared = gisp.run(str(common.STORIES), split.calibration, settings)
     dense = gisp.load_model(str(common.STORIES)).model
@@ -47,7 +52,9 @@ def random_models(args):
     loaded = common.random_llama(768, 12, 12, 4, 2048, 32000)
     dense = copy.deepcopy(loaded.model)
     spec = loaded.adapter.spec
-    settings = gisp.PruneSettings(targets=TARGETS, steps=2 if args.quick else 4, samples=4, seq_len=64, heldout=0)
+    settings = gisp.PruneSettings(
+        targets=TARGETS, steps=2 if args.quick else 4, samples=4, seq_len=64, heldout=0, reconstruct="none"
+    )
     examples = common.synthetic_examples(spec.vocab_size, settings.samples, settings.seq_len)
     trajectory = gisp.prune(loaded, examples, settings, gisp.new_trajectory(loaded, settings, "synthetic"))
     del loaded

@@ -30,7 +30,9 @@ def stories_folders(args, tmp: Path):
     import gisp
 
     split = common.split_tinystories(tmp)
-    settings = gisp.PruneSettings(targets=TARGETS, steps=args.steps, samples=args.samples, seq_len=128, heldout=0)
+    settings = gisp.PruneSettings(
+        targets=TARGETS, steps=args.steps, samples=args.samples, seq_len=128, heldout=0, reconstruct="none"
+    )
     trajectory, prepared = gisp.run(str(common.STORIES), split.calibration, settings)
     spec = prepared.loaded.adapter.spec
     yield "dense", common.STORIES, gisp.Structure.full(spec).total_params(spec)
@@ -53,7 +55,9 @@ def random_folders(args, tmp: Path):
     loaded.tokenizer = tokenizer
     dense = copy.deepcopy(loaded.model)
     spec = loaded.adapter.spec
-    settings = gisp.PruneSettings(targets=TARGETS, steps=2 if args.quick else 4, samples=4, seq_len=64, heldout=0)
+    settings = gisp.PruneSettings(
+        targets=TARGETS, steps=2 if args.quick else 4, samples=4, seq_len=64, heldout=0, reconstruct="none"
+    )
     examples = common.synthetic_examples(spec.vocab_size, settings.samples, settings.seq_len)
     trajectory = gisp.prune(loaded, examples, settings, gisp.new_trajectory(loaded, settings, "synthetic"))
     del loaded

@@ -92,6 +92,7 @@ def main() -> None:
                 normalization=config.normalization,
                 protect_layers=list(config.protect),
                 heldout=0,
+                reconstruct="none",  # this study is of the pruning alone; bench/reconstruction.py adds the refit
             )
             measured = common.Measured()
             started = time.perf_counter()

@@ -28,6 +28,8 @@ class Progress(TypedDict, total=False):
     sparsity: float
     loss: float | None
     eta_seconds: float | None
+    phase: str  # "pruning", then "reconstruction"
+    phase_progress: float | None  # fraction of the reconstruction phase done
 
 
 class JobError(TypedDict):
@@ -100,7 +102,9 @@ class Checkpoint(TypedDict):
     parameter_count: int
     bytes: int
     flops_per_token: int
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # of the weights downloaded (refit ones when reconstructed)
+    reconstruction: str | None
+    unreconstructed_metrics: dict[str, float]
     layers: list[Layer]
     sha256: str | None  # of the tar, once built
     gguf_sha256: str | None  # of the GGUF file, once built

@@ -115,6 +115,10 @@ class ArtifactStore:
     def trajectory_path(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id / "trajectory.json"
 
+    def reconstruction_path(self, job_id: str, checkpoint_name: str) -> Path:
+        """A reconstructed checkpoint's refit tensors (the engine's safetensors bytes), beside the trajectory."""
+        return self.trajectory_path(job_id).parent / "reconstruction" / f"{checkpoint_name}.safetensors"
+
     def write_bytes(self, path: Path, data: bytes) -> None:
         with atomic_writer(path) as handle:
             handle.write(data)

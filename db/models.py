@@ -104,6 +104,9 @@ class Job(Base):
     sparsity: Mapped[float] = mapped_column(Float, default=0.0)
     loss: Mapped[float | None] = mapped_column(Float, default=None)
     eta_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    # "pruning", then "reconstruction" (with the fraction of it done) when the job refits checkpoints
+    phase: Mapped[str] = mapped_column(String(20), default="pruning")
+    phase_progress: Mapped[float | None] = mapped_column(Float, default=None)
     # liveness and ownership: a claim sets worker_id and lease; heartbeats keep it alive
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -156,7 +159,12 @@ class Checkpoint(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     flops_per_token: Mapped[int] = mapped_column(BigInteger)
     step: Mapped[int] = mapped_column(Integer)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # of the weights downloaded
+    # the reconstruction stage: its variant (None: the weights as cut), the sha256 of its refit
+    # tensors (stored beside the job's trajectory) and the metrics before it
+    reconstruction: Mapped[str | None] = mapped_column(String(40), default=None)
+    reconstruction_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    unreconstructed_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     layers: Mapped[list[Any]] = mapped_column(JSON)  # [{"kv_groups", "channels"}] per layer
     structure: Mapped[dict[str, Any]] = mapped_column(JSON)  # kept indices, enough to rebuild it
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # of the tar, once materialized

@@ -128,10 +128,10 @@ def _prune_command(sub: argparse._SubParsersAction) -> None:
 def _run_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gisp.export import export_all, reconstruction_file
+    from gisp.export import export_all
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
-    from gisp.trajectory import CheckpointRecord, Trajectory
+    from gisp.trajectory import Trajectory
     from gisp.tyr.allocate import SearchProgress
 
     settings = settings_from_args(args)
@@ -161,16 +161,19 @@ def _run_prune(args: argparse.Namespace) -> int:
         def on_warning(self, message: str) -> None:
             tqdm.write(f"warning: {message}", file=sys.stderr)
 
-        def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
-            path = reconstruction_file(out, record)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tensors)
-            trajectory.save(out / "trajectory.json")
+        def on_trajectory(self, trajectory: Trajectory) -> None:
+            trajectory.save(out / "trajectory.json")  # the refit tensors are under out/reconstruction/ already
 
     started = time.perf_counter()
     progress = Progress()
     trajectory, prepared = run(
-        args.model, args.data, settings, observer=progress, eval_data=args.eval_data, columns=columns
+        args.model,
+        args.data,
+        settings,
+        observer=progress,
+        eval_data=args.eval_data,
+        columns=columns,
+        reconstruction_dir=out,
     )
     progress.bar.close()
     del prepared

@@ -78,14 +78,18 @@ class PruneSettings:
     )
     gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
     reconstruct: str = _setting(
-        "lstsq",
+        "lstsq-select",
         "after pruning, re-fit each checkpoint's o_proj/down_proj to the dense model on the calibration "
         "tokens: none (GISP as published), bias (FLAP's mean compensation), lstsq (ridge refit), "
         "lstsq-select (the refit also picks which units go inside a layer)",
         choices=reconstruction_names,
     )
     reconstruct_lambda: float = _setting(
-        1e-2, "ridge term of the refit, relative to the mean diagonal of the inputs' Gram matrix", ge=0.0
+        1e-2,
+        "smallest ridge term of the refit (relative to the mean diagonal of the inputs' Gram matrix): each "
+        "projection keeps whichever of λ, 10λ, 100λ, 1000λ or the weights as cut fits held-back calibration "
+        "sequences (every 4th) best",
+        ge=0.0,
     )
     reconstruct_samples: int = _setting(
         0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from gisp.errors import ConfigError
 from gisp.hf_remote import configuration_gisp, modeling_gisp
 from gisp.loading import LoadedModel, load_model
-from gisp.reconstruction.tensors import apply_tensors, load_tensors, tensors_bytes
+from gisp.reconstruction.tensors import apply_tensors, load_tensors, reconstruction_file, tensors_bytes
 from gisp.structure import Structure
 from gisp.trajectory import CheckpointRecord, Trajectory
 
@@ -31,11 +31,6 @@ REMOTE_FILES = (Path(configuration_gisp.__file__), Path(modeling_gisp.__file__))
 
 
 Tensors = dict[str, Tensor]
-
-
-def reconstruction_file(folder: str | Path, record: CheckpointRecord) -> Path:
-    """Where a run's output folder (beside trajectory.json) keeps a checkpoint's refit tensors."""
-    return Path(folder) / "reconstruction" / f"{record.name}.safetensors"
 
 
 def checkpoint_tensors(record: CheckpointRecord, tensors: Tensors | str | Path | None) -> Tensors | None:

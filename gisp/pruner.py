@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -20,7 +21,7 @@ from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
-from gisp.reconstruction.tensors import tensors_bytes
+from gisp.reconstruction.tensors import reconstruction_file, tensors_bytes, write_atomic
 from gisp.schedule import linear_goals, nearest_count
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
@@ -63,9 +64,13 @@ class PruneObserver:
         """A condition the user should know of that does not stop the run (e.g. too few tokens)."""
 
     def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
-        """Called when `record` is reconstructed (before `on_checkpoint`): `tensors` are its re-fitted
-        output projections as safetensors bytes (`record.reconstruction_sha256`); store them beside
-        the trajectory, which `export_checkpoint` needs them with, then persist the trajectory."""
+        """Called when `record` is reconstructed, before `on_checkpoint`: `tensors` are its refit
+        output projections as safetensors bytes (sha256 `record.reconstruction_sha256`); store them
+        where `export_checkpoint(..., tensors=...)` will find them."""
+
+    def on_trajectory(self, trajectory: Trajectory) -> None:
+        """Persist the trajectory: called when a checkpoint is reconstructed, before `on_checkpoint`
+        (a resume skips the checkpoints it records as reconstructed, and registers them again)."""
 
 
 def new_trajectory(loaded: LoadedModel, settings: PruneSettings, data_sha256: str) -> Trajectory:
@@ -105,6 +110,7 @@ def prune(
     observer: PruneObserver | None = None,
     measure: Measure | None = None,
     register: bool = True,
+    tensors_dir: str | Path | None = None,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
@@ -118,7 +124,7 @@ def prune(
     device = next(model.parameters()).device
     batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
     if method.searches:
-        return _search_targets(loaded, method, objective, batches, settings, trajectory, observer, measure)
+        return _search_targets(loaded, method, objective, batches, settings, trajectory, observer, measure, tensors_dir)
     goals = linear_goals(max(settings.targets), trajectory.total_steps)
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
@@ -194,11 +200,13 @@ def _search_targets(
     trajectory: Trajectory,
     observer: PruneObserver,
     measure: Measure | None,
+    tensors_dir: str | Path | None,
 ) -> Trajectory:
     """A search-based method: target by target (ascending), each searched from the dense model;
     a completed target is a completed step, so a resumed run continues with the next target. Its
-    re-solved weights go to the observer as reconstructed tensors (`on_reconstructed`, which stores
-    them and the trajectory) before the checkpoint is announced."""
+    re-solved weights are stored like the reconstruction stage's refit tensors (under `tensors_dir`
+    when given, and to the observer's `on_reconstructed`), then the trajectory is persisted
+    (`on_step`), then the checkpoint is announced."""
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
     device = next(model.parameters()).device
     ctx = SearchContext(
@@ -234,6 +242,8 @@ def _search_targets(
         removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
         data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors
         record.reconstruction, record.reconstruction_sha256 = method.name, hashlib.sha256(data).hexdigest()
+        if tensors_dir is not None:
+            write_atomic(reconstruction_file(tensors_dir, record), data)
         observer.on_reconstructed(record, data, trajectory)
         observer.on_step(
             StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory

@@ -80,11 +80,14 @@ def run(
     eval_data: str | Path | None = None,
     measure: Measure | None = None,
     columns: Columns | None = None,
+    reconstruction_dir: str | Path | None = None,
 ) -> tuple[Trajectory, PreparedRun]:
     """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
     checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
     when one is given (benchmarks measuring several texts); the dense model is measured the same way
-    once, before the first step (`trajectory.dense_metrics`)."""
+    once, before the first step (`trajectory.dense_metrics`). With a reconstruction setting, each
+    checkpoint's refit tensors are written under `reconstruction_dir` (what `export_all(...,
+    tensors_dir=...)` reads) and handed to the observer."""
     revision = resume.base_revision if resume else None
     prepared = prepare(model, data, settings, revision=revision, eval_data=eval_data, columns=columns)
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
@@ -99,7 +102,16 @@ def run(
     # a search-based method re-solves its own weights while it searches: no refit after it
     refit = needs_reconstruction(settings) and not get_method(settings.method).searches
     if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
-        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, register=not refit)
+        prune(
+            prepared.loaded,
+            prepared.calibration,
+            settings,
+            trajectory,
+            observer,
+            measure,
+            not refit,
+            reconstruction_dir,
+        )
         if refit:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded
             prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)
@@ -107,5 +119,5 @@ def run(
             prepared.loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
     if refit:
         examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
-        reconstruct_checkpoints(prepared.loaded, examples, settings, trajectory, observer, measure)
+        reconstruct_checkpoints(prepared.loaded, examples, settings, trajectory, observer, measure, reconstruction_dir)
     return trajectory, prepared

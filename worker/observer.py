@@ -1,6 +1,7 @@
-"""The engine observer of a service job: reads cancellation from the database before each step,
-registers every checkpoint as it is crossed (with the metrics the engine measured), persists the
-trajectory and progress every step."""
+"""The engine observer of a service job: reads cancellation from the database before each step
+(and each layer of the reconstruction phase), registers every checkpoint as it is crossed or, for
+a job that reconstructs, once refit (with the metrics the engine measured), persists the
+trajectory, the refit tensors and progress."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def checkpoint_row(job_id: str, tenant_id: str, record: CheckpointRecord, dtype:
         flops_per_token=record.flops_per_token,
         step=record.step,
         metrics=dict(record.metrics),
+        reconstruction=record.reconstruction,
+        reconstruction_sha256=record.reconstruction_sha256,
+        unreconstructed_metrics=dict(record.unreconstructed_metrics),
         layers=[{"kv_groups": k, "channels": c} for k, c in zip(kv_groups, channels, strict=True)],
         structure=record.structure.to_dict(),
     )
@@ -54,8 +58,10 @@ class JobObserver(PruneObserver):
         tenant_id: str,
         lease: str,
         dtype: str,
+        targets: list[float] | None = None,
     ) -> None:
         self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
+        self.targets = [round(t, 6) for t in targets or []]
         # why the engine was asked to stop: "cancelled" (by the user), "lost" (another worker owns
         # the job now: this one was presumed dead) or "interrupted" (this worker is shutting down)
         self.stop_reason: StopReason | None = None
@@ -89,7 +95,7 @@ class JobObserver(PruneObserver):
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         started = time.perf_counter()
-        self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())
+        self.on_trajectory(trajectory)
         done = trajectory.completed_steps
         eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
         loss = report.loss if report.loss is not None and report.loss == report.loss else None
@@ -130,3 +136,33 @@ class JobObserver(PruneObserver):
         with write_transaction(self.rt.sessions) as session:
             if job_repo.heartbeat(session, self.job_id, self.lease):
                 event_repo.append(session, self.job_id, "search", asdict(progress))
+
+    def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
+        """The reconstruction phase's progress: one event per layer, the fraction on the job."""
+        targets = sorted(self.targets)
+        done = targets.index(record.target) if record.target in targets else 0
+        fraction = (done + layers / max(total, 1)) / max(len(targets), 1)
+        with write_transaction(self.rt.sessions) as session:
+            owned = job_repo.heartbeat(
+                session, self.job_id, self.lease, phase="reconstruction", phase_progress=fraction
+            )
+            if owned:
+                event_repo.append(
+                    session,
+                    self.job_id,
+                    "reconstruction",
+                    {"target_sparsity": record.target, "layer": layers, "total_layers": total, "progress": fraction},
+                )
+        if not owned and self.stop_reason is None:
+            self.stop_reason = "lost"
+
+    def on_warning(self, message: str) -> None:
+        with write_transaction(self.rt.sessions) as session:
+            event_repo.append(session, self.job_id, "warning", {"message": message})
+
+    def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
+        """Keep the refit tensors beside the trajectory: downloads rebuild the checkpoint from both."""
+        self.rt.store.write_bytes(self.rt.store.reconstruction_path(self.job_id, record.name), tensors)
+
+    def on_trajectory(self, trajectory: Trajectory) -> None:
+        self.rt.store.write_bytes(self.rt.store.trajectory_path(self.job_id), trajectory.to_json().encode())

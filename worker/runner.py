@@ -102,7 +102,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     try:
         settings = PruneSettings.from_dict(job.settings, device=rt.settings.device)
         source = model_refs.resolve(job.model, rt.settings.model_root_paths)
-        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype)
+        observer = JobObserver(rt, job_id, job.tenant_id, lease, settings.dtype, settings.targets)
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
         data_path, eval_path = job_data_paths(rt, job)
         gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)

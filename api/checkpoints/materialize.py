@@ -82,6 +82,9 @@ def _record_for(checkpoint: Checkpoint):
         loss=float("nan"),
         structure=Structure.from_dict(checkpoint.structure),
         metrics=dict(checkpoint.metrics),
+        reconstruction=checkpoint.reconstruction,
+        reconstruction_sha256=checkpoint.reconstruction_sha256,
+        unreconstructed_metrics=dict(checkpoint.unreconstructed_metrics or {}),
     )
 
 
@@ -129,11 +132,14 @@ def materialize_checkpoint(
         trajectory = Trajectory.load(trajectory_file)
         trajectory.base_model = resolve_model(model_name)
         target = checkpoint.target_sparsity
-        if not any(abs(c.target - target) < 1e-9 for c in trajectory.checkpoints):
-            trajectory.checkpoints.append(_record_for(checkpoint))  # registered, but its step never completed
+        # the row is what was registered (its step or its refit may not have reached the trajectory file)
+        trajectory.checkpoints = [c for c in trajectory.checkpoints if abs(c.target - target) >= 1e-9]
+        record = _record_for(checkpoint)
+        trajectory.checkpoints.append(record)
+        tensors = store.reconstruction_path(checkpoint.job_id, record.name) if record.reconstruction else None
         folder = store.checkpoint_dir(checkpoint_id)
         try:
-            export_checkpoint(trajectory, target, folder)
+            export_checkpoint(trajectory, target, folder, tensors=tensors)
             sha256 = _write_gguf(folder, out) if format == "gguf" else write_deterministic_tar(folder, out)
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # the artifact is what is kept; no second copy

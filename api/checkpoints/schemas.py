@@ -15,7 +15,10 @@ class CheckpointOut(BaseModel):
     `parameter_count` counts the whole model (embeddings and LM head included, tied weights
     once); `bytes` is parameter_count × dtype size, the exact size of the weights in
     model.safetensors (its small JSON header not counted), known before materializing. `sha256` is
-    the tar's and `gguf_sha256` the GGUF file's, each once that artifact has been built."""
+    the tar's and `gguf_sha256` the GGUF file's, each once that artifact has been built. `metrics`
+    are measured on the weights downloaded: for a job with a `reconstruct` setting, the refit ones
+    (`reconstruction` names the variant); `unreconstructed_metrics` are the same checkpoint's before
+    the refit, so the difference is what the stage bought."""
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -29,7 +32,9 @@ class CheckpointOut(BaseModel):
                     "parameter_count": 176832,
                     "bytes": 707328,
                     "flops_per_token": 418816,
-                    "metrics": {"perplexity": 14.2},
+                    "metrics": {"perplexity": 9.6},
+                    "reconstruction": "lstsq-select",
+                    "unreconstructed_metrics": {"perplexity": 14.2},
                     "layers": [{"kv_groups": 3, "channels": 101}],
                     "sha256": None,
                     "gguf_sha256": None,
@@ -47,6 +52,8 @@ class CheckpointOut(BaseModel):
     bytes: int
     flops_per_token: int
     metrics: dict[str, float] = Field(default_factory=dict)
+    reconstruction: str | None = None
+    unreconstructed_metrics: dict[str, float] = Field(default_factory=dict)
     layers: list[LayerWidth]
     sha256: str | None
     gguf_sha256: str | None

@@ -15,7 +15,10 @@ from gisp_service.api.datasets.schemas import ColumnMapping
 from gisp_service.core.model_refs import HUB_ID
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-EventType = Literal["queued", "started", "step", "search", "checkpoint", "finished", "error", "cancelled"]
+EventType = Literal[
+    "queued", "started", "step", "search", "reconstruction", "warning", "checkpoint", "finished", "error", "cancelled"
+]
+Phase = Literal["pruning", "reconstruction"]
 JOB_SETTINGS: list[SettingSpec] = [spec for spec in setting_specs() if spec.service]
 
 
@@ -100,11 +103,16 @@ JobCreate = create_model(
 
 
 class Progress(BaseModel):
+    """The pruning steps, then (for a job with a `reconstruct` setting) the reconstruction phase:
+    `phase_progress` is the fraction of that phase done (checkpoints × layers)."""
+
     step: int
     total_steps: int
     sparsity: float
     loss: float | None
     eta_seconds: float | None
+    phase: Phase = "pruning"
+    phase_progress: float | None = None
 
 
 class JobError(BaseModel):
@@ -127,7 +135,15 @@ class JobState(BaseModel):
                     "objective": "perplexity",
                     "method": "gisp",
                     "importance": "fisher",
-                    "progress": {"step": 3, "total_steps": 16, "sparsity": 0.075, "loss": 1.83, "eta_seconds": 12.5},
+                    "progress": {
+                        "step": 3,
+                        "total_steps": 16,
+                        "sparsity": 0.075,
+                        "loss": 1.83,
+                        "eta_seconds": 12.5,
+                        "phase": "pruning",
+                        "phase_progress": None,
+                    },
                     "error": None,
                     "created_at": "2026-12-01T10:00:00Z",
                     "started_at": "2026-12-01T10:00:01Z",

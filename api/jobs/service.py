@@ -180,6 +180,8 @@ def to_out(job: Job, checkpoint_count: int) -> dict[str, Any]:
             "sparsity": job.sparsity,
             "loss": job.loss,
             "eta_seconds": job.eta_seconds,
+            "phase": job.phase or "pruning",
+            "phase_progress": job.phase_progress,
         },
         "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
         "created_at": job.created_at,

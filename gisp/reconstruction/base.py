@@ -56,6 +56,7 @@ class Reconstruction(ABC):
     name: str = ""
     refits: bool = True
     selects: bool = False  # it may choose other units inside a layer than the global ranking did
+    validates: bool = False  # its ridge term is chosen on held-back calibration sequences (stream._validated)
     adds_bias: bool = False  # the export's o_proj/down_proj get biases (the folder's config says so)
 
     @abstractmethod

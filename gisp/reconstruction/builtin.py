@@ -57,6 +57,7 @@ class LeastSquares(Reconstruction):
     W = (XᵀX + λ·mean(diag)·I)⁻¹ XᵀY (SparseGPT-style sequential, errors propagated)."""
 
     name = "lstsq"
+    validates = True
 
     def refit(self, stats: ProjectionStats) -> Refit:
         return Refit(stats.keep, _solve_kept(stats, stats.keep), None)
@@ -73,6 +74,7 @@ class LeastSquaresSelect(Reconstruction):
 
     name = "lstsq-select"
     selects = True
+    validates = True
 
     def refit(self, stats: ProjectionStats) -> Refit:
         keep = select_units(stats, len(stats.keep))

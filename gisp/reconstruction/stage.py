@@ -6,6 +6,7 @@ registered. Checkpoints are done in ascending target order, each independently o
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import torch
 
@@ -17,7 +18,7 @@ from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver
 from gisp.reconstruction.base import get_reconstruction
 from gisp.reconstruction.stream import Hooks, catch_inputs, reconstruct
-from gisp.reconstruction.tensors import reconstructed_view, tensors_bytes
+from gisp.reconstruction.tensors import reconstructed_view, reconstruction_file, tensors_bytes, write_atomic
 from gisp.trajectory import Trajectory
 
 
@@ -38,14 +39,21 @@ def reconstruct_checkpoints(
     trajectory: Trajectory,
     observer: PruneObserver | None = None,
     measure: Measure | None = None,
+    tensors_dir: str | Path | None = None,
 ) -> Trajectory:
-    """Reconstruct the trajectory's pending checkpoints on `dense` (unpruned, left unchanged)."""
+    """Reconstruct the trajectory's pending checkpoints on `dense` (unpruned, left unchanged).
+
+    Each checkpoint's refit tensors go to the observer and, when `tensors_dir` is given, to
+    `reconstruction_file(tensors_dir, record)` (written before the observer hears of it)."""
     observer = observer or PruneObserver()
     variant = get_reconstruction(settings.reconstruct)
     if not variant.refits:
         return trajectory
     records = sorted(trajectory.checkpoints, key=lambda r: r.target)
     pending = [r for r in records if r.reconstruction is None]
+    for record in records:  # a resume registers again what was refit (registering twice is a no-op)
+        if record.reconstruction is not None:
+            observer.on_checkpoint(record)
     if not pending:
         return trajectory
     model, adapter = dense.model, dense.adapter
@@ -71,6 +79,9 @@ def reconstruct_checkpoints(
         data = tensors_bytes(result.tensors)
         record.reconstruction = settings.reconstruct
         record.reconstruction_sha256 = hashlib.sha256(data).hexdigest()
+        if tensors_dir is not None:
+            write_atomic(reconstruction_file(tensors_dir, record), data)
         observer.on_reconstructed(record, data, trajectory)
+        observer.on_trajectory(trajectory)  # persisted, then registered: a crash between is made good below
         observer.on_checkpoint(record)
     return trajectory

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -23,12 +23,14 @@ from gisp.adapters import ArchitectureAdapter
 from gisp.errors import PruningStopped, ReconstructionError
 from gisp.hf_remote.modeling_gisp import EmptyAttention
 from gisp.objectives import Batch
-from gisp.reconstruction.base import ProjectionStats, Reconstruction
+from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit
 from gisp.reconstruction.solve import GramAccumulator
 from gisp.structure import Kind, Structure
 
 log = logging.getLogger("gisp")
 PROJECTION = {"attn": "o_proj", "mlp": "down_proj"}
+HOLD_EVERY = 4  # every 4th calibration sequence validates the refit (when there are at least 4)
+RIDGE_STEPS = 4  # ridge terms tried: λ, 10λ, 100λ, 1000λ
 
 
 class _Caught(Exception):
@@ -41,6 +43,7 @@ class LayerInput:
 
     kwargs: dict[str, Any]
     tokens: Tensor  # bool [batch, seq]: not padding
+    held: Tensor  # bool [batch, seq]: tokens of the held-back sequences (every HOLD_EVERY-th) that validate a refit
 
 
 @dataclass
@@ -72,15 +75,22 @@ def catch_inputs(
     device = next(model.parameters()).device
     hidden: list[Tensor] = []
     calls: list[list[LayerInput]] = [[] for _ in layers]
+    sequences = sum(int(b.input_ids.shape[0]) for b in batches)
+    seen = 0
     for batch in batches:
         batch = batch.to(device)
         tokens = batch.attention_mask.bool()
+        order = torch.arange(seen, seen + tokens.shape[0], device=tokens.device)
+        held = tokens & ((order % HOLD_EVERY == HOLD_EVERY - 1) & (sequences >= HOLD_EVERY))[:, None]
+        seen += tokens.shape[0]
         handles = []
 
-        def catch(module: nn.Module, args: tuple, kwargs: dict, index: int, tokens: Tensor = tokens) -> None:
+        def catch(
+            module: nn.Module, args: tuple, kwargs: dict, index: int, tokens: Tensor = tokens, held: Tensor = held
+        ) -> None:
             kw = {k: v for k, v in kwargs.items() if k not in ("hidden_states", "past_key_values", "cache")}
             kw["use_cache"] = False
-            calls[index].append(LayerInput(kw, tokens))
+            calls[index].append(LayerInput(kw, tokens, held))
             if index == 0:
                 hidden.append((args[0] if args else kwargs["hidden_states"]).detach())
             if index == len(layers) - 1:
@@ -227,17 +237,19 @@ def _refit_projection(
     size = adapter.output_unit_size(kind)
     dense = targets.module
     module = _projection(adapter, work, kind)
+    val = GramAccumulator(len(pool) * size)
     if module is None or not pool:
         gram = torch.zeros(0, 0, dtype=torch.float64)
         acc = None
     else:
         acc = GramAccumulator(len(pool) * size)
-        _run_layer(
-            work,
-            pruned_h,
-            call,
-            {module: lambda x, y, b: acc.add(x[call[b].tokens], targets.outputs[b][call[b].tokens])},
-        )
+
+        def tap(x: Tensor, y: Tensor, b: int) -> None:
+            acc.add(x[call[b].tokens], targets.outputs[b][call[b].tokens])
+            if call[b].held.any():
+                val.add(x[call[b].held], targets.outputs[b][call[b].held])
+
+        _run_layer(work, pruned_h, call, {module: tap})
         gram = acc.gram
         if acc.count < len(pool) * size:
             message = (
@@ -260,7 +272,7 @@ def _refit_projection(
         tokens=acc.count if acc is not None else 0,
         damp=damp,
     )
-    refit = variant.refit(stats)
+    refit = _validated(variant, stats, val) if variant.validates and acc is not None else variant.refit(stats)
     if refit.keep != pool:
         position = {u: p for p, u in enumerate(pool)}
         adapter.slice_layer(work, kind, [position[u] for u in refit.keep])
@@ -276,6 +288,41 @@ def _refit_projection(
         else:  # an MLP with no channels left has a down_proj of width 0: it keeps its bias
             raise ReconstructionError(f"{what}: nowhere to put the bias", field="reconstruct")
     return refit.keep
+
+
+def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumulator) -> Refit:
+    """The refit whose ridge term (λ, 10λ, 100λ, 1000λ), or the weights as cut, fits the held-back
+    sequences best when fitted on the others; then re-solved on every sequence. A refit that does
+    not generalise (too few tokens for the layer's width) so falls back to more damping or none."""
+    if val.count == 0 or val.count >= stats.tokens or val.gram is None or val.cross is None:
+        return variant.refit(stats)
+    train = replace(stats, gram=stats.gram - val.gram, cross=stats.cross - val.cross, tokens=stats.tokens - val.count)
+    grid = [stats.damp * 10**k for k in range(RIDGE_STEPS)] if stats.damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
+    scored: list[tuple[float, float | None, list[int]]] = []
+    for damp in grid:
+        fitted = variant.refit(replace(train, damp=damp))
+        scored.append((_error(stats, val, fitted.keep, fitted.weight), damp, fitted.keep))
+    keep = scored[0][2]
+    cut = _cut_weight(stats, keep)
+    scored.append((_error(stats, val, keep, cut), None, keep))
+    error, damp, keep = min(scored, key=lambda s: s[0])
+    if damp is None:
+        log.info("%s: the refit does not beat the weights as cut on held-back tokens; keeping them", stats.what)
+        return Refit(keep, cut, None)
+    return variant.refit(replace(stats, damp=damp))
+
+
+def _cut_weight(stats: ProjectionStats, keep: list[int]) -> Tensor:
+    every = list(range(len(stats.dense_mean) // stats.unit_size))
+    return stats.dense_weight[:, stats.columns(keep, every)]
+
+
+def _error(stats: ProjectionStats, val: GramAccumulator, keep: list[int], weight: Tensor) -> float:
+    """‖XW − Y‖² on the held-back tokens, less the constant ‖Y‖², from their Gram statistics."""
+    assert val.gram is not None and val.cross is not None
+    cols = stats.columns(keep, stats.candidates).to(val.gram.device)
+    w = weight.T.to(device=val.gram.device, dtype=torch.float64)
+    return float((w * (val.gram[cols][:, cols] @ w)).sum() - 2 * (w * val.cross[cols]).sum())
 
 
 def _layer_tensors(adapter: ArchitectureAdapter, work: nn.Module, dense: nn.Module, names: dict) -> dict[str, Tensor]:

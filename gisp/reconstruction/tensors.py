@@ -4,6 +4,7 @@ to a compact model for export, or viewed through the dense model for measuring w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 
 from gisp.adapters import ArchitectureAdapter
 from gisp.structure import Structure
+from gisp.trajectory import CheckpointRecord
 
 FILE_SUFFIX = ".safetensors"
 
@@ -22,6 +24,22 @@ FILE_SUFFIX = ".safetensors"
 def tensors_bytes(tensors: dict[str, Tensor]) -> bytes:
     """The safetensors serialization of `tensors`: the same tensors always give the same bytes."""
     return save({k: v.detach().cpu().contiguous() for k, v in sorted(tensors.items())})
+
+
+def reconstruction_file(folder: str | Path, record: CheckpointRecord) -> Path:
+    """Where a run's folder (beside trajectory.json) keeps a checkpoint's refit tensors."""
+    return Path(folder) / "reconstruction" / f"{record.name}.safetensors"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file beside it (fsynced, renamed): never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:

@@ -224,3 +224,28 @@ def test_export_from_a_trajectory_needs_a_target_it_has(stories_pruned: Path, tm
     assert main(["export-gguf", str(stories_pruned / "trajectory.json"), "--out", str(out), "--target", "0.5"]) == 0
     fields, _ = read(out)
     assert fields["gisp.target_sparsity"] == pytest.approx(0.5)
+
+
+@needs_llamacpp
+@pytest.mark.parametrize("variant", ["bias", "lstsq-select"])
+def test_a_reconstructed_checkpoint_carries_its_refit_weights_into_llamacpp(variant: str, tmp_path: Path) -> None:
+    from gisp.reconstruction.stage import reconstruct_checkpoints
+
+    tok = real_tokenizer("spm")
+    base = tiny_lm("llama-gqa", tok)
+    settings = PruneSettings(targets=[0.4], steps=2, batch_size=4, reconstruct=variant)
+    examples = random_examples(8, 16)
+    trajectory = prune(base, examples, settings, new_trajectory(base, settings, "0" * 64), register=False)
+    reconstruct_checkpoints(tiny_lm("llama-gqa", tok), examples, settings, trajectory, tensors_dir=tmp_path)
+    folder = export_checkpoint(
+        trajectory,
+        0.4,
+        tmp_path / "ckpt",
+        base=tiny_lm("llama-gqa", tok),
+        tensors=tmp_path / "reconstruction" / "sparsity-0.40.safetensors",
+    )
+    export(folder, tmp_path / "m.gguf", "gguf", dtype="f32")
+    _, tensors = read(tmp_path / "m.gguf")
+    assert ("blk.1.attn_output.bias" in tensors) == (variant == "bias")  # the FLAP bias travels too
+    worst, top1 = compare(tmp_path / "m.gguf", folder, exact=True)
+    assert top1 == 1.0 and worst < 1e-4, (worst, top1)

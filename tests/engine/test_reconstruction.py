@@ -238,3 +238,21 @@ def test_a_non_finite_layer_fails_naming_the_layer() -> None:
             get_reconstruction("lstsq"),
             1e-2,
         )
+
+
+def test_a_stop_asked_between_layers_stops_the_phase_and_keeps_nothing_half_done() -> None:
+    from gisp.errors import PruningStopped
+
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.3, 0.6], steps=1, batch_size=8)
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64), register=False)
+
+    class StopAfterALayer(Keep):
+        def should_stop(self) -> bool:
+            return bool(self.progress)
+
+    observer = StopAfterALayer()
+    with pytest.raises(PruningStopped, match="before layer 1"):
+        reconstruct_checkpoints(tiny_model("llama-gqa"), EXAMPLES, settings, trajectory, observer)
+    assert observer.progress == [(1, 3)] and not observer.registered and not observer.tensors
+    assert all(r.reconstruction is None for r in trajectory.checkpoints)  # a resume starts this one again

@@ -34,13 +34,16 @@ def heldout_text(stories_text: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_prune_to_20_and_40_percent(stories_model: Path, stories_text: Path, tmp_path: Path) -> None:
     calib, held = heldout_text(stories_text, tmp_path)
     settings = PruneSettings(targets=[0.2, 0.4], steps=4, samples=16, seq_len=128, heldout=8)
-    trajectory, prepared = run(str(stories_model), calib, settings)
-    paths = export_all(trajectory, tmp_path / "out")
+    trajectory, prepared = run(str(stories_model), calib, settings, reconstruction_dir=tmp_path / "out")
+    paths = export_all(trajectory, tmp_path / "out", tensors_dir=tmp_path / "out")
     dense = file_perplexity(load_pruned_or_base(stories_model), prepared.loaded.tokenizer, held, 256, 40).perplexity
     ppl = [file_perplexity(load_pruned(p), prepared.loaded.tokenizer, held, 256, 40).perplexity for p in paths]
     assert all(p == p and p < 1e4 for p in ppl)  # finite
     assert dense < ppl[0] < ppl[1]
     assert all("perplexity" in r.metrics for r in trajectory.checkpoints)
+    for record in trajectory.checkpoints:  # the default refit, measured on the weights exported
+        assert record.reconstruction == settings.reconstruct != "none"
+        assert record.metrics["perplexity"] < record.unreconstructed_metrics["perplexity"]
     # the dense model is measured like the checkpoints, before the first step, and kept when saved
     assert trajectory.dense_metrics["perplexity"] < trajectory.checkpoints[0].metrics["perplexity"]
     assert type(trajectory).from_dict(trajectory.to_dict()).dense_metrics == trajectory.dense_metrics

@@ -9,7 +9,8 @@ import tarfile
 import pytest
 import torch
 
-from tests.service.conftest import MODEL_ROOT
+from gisp.config import PruneSettings
+from tests.service.conftest import MODEL_ROOT, TEXT
 
 pytestmark = pytest.mark.service
 
@@ -24,6 +25,10 @@ def test_job_runs_to_completion_with_progress_and_events(service, finished_job):
     types = [e["type"] for e in events]
     assert types[0] == "queued" and types[1] == "started" and types[-1] == "finished"
     assert types.count("step") == 4 and types.count("checkpoint") == 2
+    # the default refit is its own phase, one event per layer of each checkpoint, before it registers
+    assert types.count("reconstruction") == 2 * 5
+    assert types.index("reconstruction") > max(i for i, t in enumerate(types) if t == "step")
+    assert job["progress"]["phase"] == "reconstruction" and job["progress"]["phase_progress"] == pytest.approx(1.0)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     later = service.client.get(f"/v1/jobs/{job['id']}/events?after=3", headers=service.headers()).json()["data"]
     assert [e["seq"] for e in later] == [e["seq"] for e in events[3:]]
@@ -41,6 +46,9 @@ def test_checkpoints_are_registered_nested_and_selectable(service, finished_job)
     assert small["bytes"] == small["parameter_count"] * 4
     assert small["flops_per_token"] > smaller["flops_per_token"]
     assert "perplexity" in small["metrics"] and small["metrics"]["perplexity"] < smaller["metrics"]["perplexity"]
+    for checkpoint in checkpoints:  # measured on the refit weights, the cut ones' figure beside it
+        assert checkpoint["reconstruction"] == PruneSettings(targets=[0.5]).reconstruct != "none"
+        assert checkpoint["metrics"]["perplexity"] < checkpoint["unreconstructed_metrics"]["perplexity"]
     assert len(small["layers"]) == 5 and set(small["layers"][0]) == {"kv_groups", "channels"}
     for a, b in zip(small["layers"], smaller["layers"], strict=True):
         assert b["kv_groups"] <= a["kv_groups"] and b["channels"] <= a["channels"]
@@ -88,11 +96,27 @@ def test_download_loads_with_transformers_and_matches_materialize(service, finis
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
     trajectory = Trajectory.load(service.rt.store.trajectory_path(finished_job["id"]))
     trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
-    reference = gisp.materialize(trajectory, checkpoint["target_sparsity"]).model.eval()
+    record = trajectory.checkpoint(checkpoint["target_sparsity"])
+    tensors = service.rt.store.reconstruction_path(finished_job["id"], record.name)
+    reference = gisp.materialize(trajectory, record.target, tensors=tensors).model.eval()
     ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
     assert sum(p.numel() for p in model.parameters()) == checkpoint["parameter_count"]
+    # the recorded metrics are those of the files downloaded: the same held-out windows, evaluated afresh
+    from gisp.eval.perplexity import heldout_metrics
+    from gisp.objectives.base import pad_token_id
+
+    settings = PruneSettings.from_dict(trajectory.settings)
+    heldout = gisp.prepare(trajectory.base_model, TEXT, settings).heldout
+    fresh = heldout_metrics(model, heldout, pad_token_id(reference_tokenizer(tmp_path / "ckpt")))
+    assert fresh["perplexity"] == pytest.approx(checkpoint["metrics"]["perplexity"], rel=1e-4)
+
+
+def reference_tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def test_range_download_returns_206(service, finished_job):

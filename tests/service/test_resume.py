@@ -48,3 +48,37 @@ def test_killed_worker_resumes_with_the_same_checkpoints(service, text_dataset):
         assert row.structure == record.structure.to_dict()
         assert row.parameter_count == record.parameter_count
         assert row.metrics["perplexity"] == pytest.approx(record.metrics["perplexity"], rel=1e-4)
+
+
+def test_a_worker_killed_during_reconstruction_resumes_without_redoing_steps_or_registered_checkpoints(
+    service, text_dataset
+):
+    from gisp_service.db.repos import checkpoints as checkpoint_repo
+    from gisp_service.db.session import write_transaction
+
+    # few steps, many refit windows: the reconstruction phase is long enough to be caught in
+    body = {**SLOW, "targets": [0.2, 0.3, 0.4, 0.5], "steps": 2, "samples": 8, "reconstruct_samples": 200}
+    job = submit(service, {**body, "dataset_id": text_dataset["id"]}).json()
+    wait_for(service, job["id"], lambda j: j["progress"]["phase"] == "reconstruction" and j["checkpoint_count"] >= 1)
+    service.worker.kill()
+    with write_transaction(service.rt.sessions) as session:
+        before = {r.target_sparsity: r.id for r in checkpoint_repo.for_job(session, job["id"])}
+    assert 1 <= len(before) < 4, before  # killed inside the phase
+
+    service.worker.start()
+    final = wait_finished(service, job["id"], timeout=240)
+    assert final["status"] == "succeeded", final
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=1000", headers=service.headers()).json()["data"]
+    restart = max(e["seq"] for e in events if e["type"] == "started")
+    assert [e["data"]["step"] for e in events if e["type"] == "step"] == [1, 2]  # no step redone
+    assert next(e for e in events if e["seq"] == restart)["data"]["resumed_from_step"] == 2
+    redone = {e["data"]["target_sparsity"] for e in events if e["type"] == "reconstruction" and e["seq"] > restart}
+    assert redone and not redone & set(before)  # the registered checkpoints are not refit again
+    assert sorted(e["data"]["target_sparsity"] for e in events if e["type"] == "checkpoint") == [0.2, 0.3, 0.4, 0.5]
+    with write_transaction(service.rt.sessions) as session:
+        rows = checkpoint_repo.for_job(session, job["id"])
+    assert all(before[r.target_sparsity] == r.id for r in rows if r.target_sparsity in before)
+    assert all(r.reconstruction == "lstsq-select" and r.unreconstructed_metrics for r in rows)
+    for row in rows:  # every refit checkpoint downloads: its tensors were kept across the restart
+        response = service.client.get(f"/v1/checkpoints/{row.id}/download", headers=service.headers())
+        assert response.status_code == 200, response.text
