@@ -2,11 +2,12 @@
 TinyStories (the part of tinystories_val.txt no calibration saw), WikiText-2 test and C4, with
 the wall time and peak RSS of each run.
 
-Configurations: gisp (fisher, 16 steps) without and with the reconstruction stage's lstsq refit,
-wanda-sp with it, tyr from the uniform allocation, tyr's local pruner alone (its ladders' centre,
-no search), and the hybrid (tyr seeded with GISP's one-shot allocation). Every run is its own
-process, so its peak RSS is its own; all run with one torch thread. Calibration: 64 windows × 256
-tokens of the first quarter of tinystories_val.txt (`common.split_tinystories`, as bench/quality.py).
+Configurations: gisp (fisher, 16 steps) without and with the reconstruction stage's refit
+(lstsq, and lstsq-select, the stage's default), wanda-sp with lstsq, tyr from the uniform
+allocation, tyr's local pruner alone (its ladders' centre, no search), and the hybrid (tyr seeded
+with GISP's one-shot allocation). Every run is its own process, so its peak RSS is its own; all
+run with one torch thread. Calibration: 64 windows × 256 tokens of the first quarter of
+tinystories_val.txt (`common.split_tinystories`, as bench/quality.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SETS = ("tinystories", "wikitext2", "c4")
 CONFIGS: dict[str, dict] = {
     "gisp": dict(method="gisp", reconstruct="none"),
     "gisp+lstsq": dict(method="gisp", reconstruct="lstsq"),
+    "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select"),
     "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq"),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
     "tyr": dict(method="tyr"),
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=48)
@@ -104,7 +107,7 @@ def main() -> None:
     split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-tyr-")))
     runs = []
     for label in args.configs.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             spec = dict(
                 evaluation=str(split.evaluation),
                 calibration=str(split.calibration),

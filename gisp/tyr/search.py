@@ -121,6 +121,8 @@ def evolve(
                 children.append(child)
         return children
 
+    if generations == 0:  # no search: the start itself (the local pruner alone)
+        return start, fit(start, final)
     members = [start] + breed([start], population - 1)
     ranked = sorted(members, key=lambda g: (fit(g, final), g))
     for generation in range(1, generations + 1):

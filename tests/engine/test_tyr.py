@@ -23,7 +23,7 @@ from gisp.pruner import PruneObserver, new_trajectory, prune
 from gisp.trajectory import Trajectory
 from gisp.tyr.allocate import SearchContext, TyrSession, uniform_counts
 from gisp.tyr.local import ladder
-from gisp.tyr.search import Space, mutate
+from gisp.tyr.search import Space, evolve, mutate
 from gisp.tyr.supernet import LevelProjection
 from tests.engine.test_export import LOAD_WITHOUT_GISP
 from tests.engine.tiny import random_examples, tiny_model
@@ -119,6 +119,18 @@ def test_every_mutation_keeps_the_removed_parameter_count() -> None:
         genome = child
     assert moved > 100
     assert abs(removed(start) - 0.4 * spec.prunable_params) <= spec.unit_params("mlp") / 2
+
+
+def test_zero_generations_is_the_local_pruner_alone() -> None:
+    space = Space(kinds=("mlp", "mlp", "mlp"), valid=lambda i, o: abs(o) <= 2)
+    scored: list = []
+
+    def score(genome, sequences):
+        scored.append(genome)
+        return -float(sum(abs(o) for o in genome))  # any mutant would score better than the start
+
+    assert evolve((0, 0, 0), space, score, 4, 4, 0, [2, 8], [2], seed=0) == ((0, 0, 0), 0.0)
+    assert scored == [(0, 0, 0)]
 
 
 def test_runs_exact_deterministic_and_reports_progress() -> None:
