@@ -62,6 +62,18 @@ class Job(TypedDict):
     reconstruct: str
     reconstruct_lambda: float
     reconstruct_samples: int
+    tyr_levels: int
+    tyr_step: float
+    tyr_rounds: int
+    tyr_population: int
+    tyr_offspring: int
+    tyr_generations: int
+    tyr_stage_samples: list[int]
+    tyr_stage_keep: list[int]
+    tyr_top_k: int
+    tyr_update_rounds: int
+    tyr_damp: float
+    tyr_start: str
     progress: Progress
     error: JobError | None
     created_at: str

@@ -136,6 +136,7 @@ def _run_prune(args: argparse.Namespace) -> int:
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
     from gisp.trajectory import Trajectory
+    from gisp.tyr.allocate import SearchProgress
 
     settings = settings_from_args(args)
     out = Path(args.out)
@@ -153,6 +154,13 @@ def _run_prune(args: argparse.Namespace) -> int:
             self.bar.update(1)
             self.bar.set_postfix(sparsity=f"{report.sparsity:.3f}", loss=f"{report.loss or float('nan'):.3f}")
             trajectory.save(out / "trajectory.json")
+
+        def on_search(self, progress: SearchProgress) -> None:
+            fields = {"target": f"{progress.target:g}", "round": f"{progress.round}/{progress.rounds}"}
+            fields[progress.phase] = f"{progress.done}/{progress.total}"
+            if progress.best_fitness is not None:
+                fields["kl"] = f"{progress.best_fitness:.4f}"
+            self.bar.set_postfix(fields)
 
         def on_warning(self, message: str) -> None:
             tqdm.write(f"warning: {message}", file=sys.stderr)

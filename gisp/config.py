@@ -135,6 +135,31 @@ class PruneSettings:
         0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0
     )
 
+    # method tyr (docs/tyr.md): ladders of locally pruned levels per block, then an evolutionary
+    # search of one level per block; defaults sized for models up to ~1B parameters on a CPU
+    tyr_levels: int = _setting(9, "tyr: levels per block's ladder, centred on the expected level", ge=3, lt=65)
+    tyr_step: float = _setting(
+        0.125, "tyr: first round's step between levels, as a fraction of a block", gt=0.0, lt=0.5
+    )
+    tyr_rounds: int = _setting(
+        3, "tyr: coarse-to-fine rounds (each re-centres the ladders and halves the step)", ge=1, lt=9
+    )
+    tyr_population: int = _setting(8, "tyr: allocations kept between search generations", ge=2, lt=1025)
+    tyr_offspring: int = _setting(16, "tyr: offspring mutated per generation", ge=1, lt=4097)
+    tyr_generations: int = _setting(12, "tyr: search generations per round", ge=0, lt=1001)
+    tyr_stage_samples: list[int] = _setting(
+        [4, 16, 32], "tyr: calibration samples scoring each selection stage, increasing (capped at samples)", ge=1
+    )
+    tyr_stage_keep: list[int] = _setting([4, 2], "tyr: offspring kept after each selection stage but the last", ge=1)
+    tyr_top_k: int = _setting(64, "tyr: dense next-token logits cached per position for the KL fitness", ge=1)
+    tyr_update_rounds: int = _setting(16, "tyr: greedy removal rounds with weight updates per level", ge=1, lt=1025)
+    tyr_damp: float = _setting(0.01, "tyr: ridge damping of the local re-solve, relative to mean(diag XᵀX)", ge=0.0)
+    tyr_start: str = _setting(
+        "uniform",
+        "tyr: the first ladders' centre: uniform, or gisp's one-shot allocation",
+        choices=lambda: ["uniform", "gisp"],
+    )
+
     def __post_init__(self) -> None:
         if self.importance is None:
             self.importance = default_importance(self.objective)
@@ -145,15 +170,32 @@ class PruneSettings:
     def validate(self) -> None:
         for spec in setting_specs():
             check_setting(spec, getattr(self, spec.name))
+        self._validate_tyr()
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} requested but CUDA is not available", field="device")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, not {self.device!r}", field="device")
 
+    def _validate_tyr(self) -> None:
+        stages, keep = self.tyr_stage_samples, self.tyr_stage_keep
+        if len(keep) != len(stages) - 1:
+            raise ConfigError(
+                f"tyr_stage_keep needs one value per selection stage but the last ({len(stages) - 1}), not {len(keep)}",
+                field="tyr_stage_keep",
+            )
+        if any(b <= a for a, b in zip(stages, stages[1:], strict=False)):
+            raise ConfigError("tyr_stage_samples must increase from stage to stage", field="tyr_stage_samples")
+        if any(b > a for a, b in zip(keep, keep[1:], strict=False)):
+            raise ConfigError("tyr_stage_keep must not grow from stage to stage", field="tyr_stage_keep")
+
     @property
     def total_steps(self) -> int:
-        """Schedule steps the run takes: `steps`, or one for a one-shot method."""
-        return self.steps if get_method(self.method).iterative else 1
+        """Schedule steps the run takes: `steps`, one for a one-shot method, one per target for a
+        search-based method (each target is searched on its own)."""
+        method = get_method(self.method)
+        if method.searches:
+            return len(self.targets)
+        return self.steps if method.iterative else 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -235,17 +235,24 @@ def _adds_bias(trajectory: Trajectory, tensors: Tensors) -> bool:
 def export_all(
     trajectory: Trajectory, out_dir: str | Path, base: LoadedModel | None = None, tensors_dir: str | Path | None = None
 ) -> list[Path]:
-    """Write every checkpoint to `out_dir/sparsity-X.XX/` from one base load: the checkpoints are
-    nested, so the model is sliced further from one to the next (each reconstructed checkpoint's
-    refit tensors, from `tensors_dir/reconstruction/`, replace every output projection)."""
-    loaded = base or load_model(
-        trajectory.base_model, dtype=trajectory.settings.get("dtype", "float32"), revision=trajectory.base_revision
-    )
+    """Write every checkpoint to `out_dir/sparsity-X.XX/` from one base load: nested checkpoints
+    are sliced further from one to the next (each reconstructed checkpoint's refit tensors, from
+    `tensors_dir/reconstruction/`, replace every output projection); a checkpoint that is not a
+    subnetwork of the one before (a search-based method's) starts from a fresh base load."""
+
+    def fresh() -> LoadedModel:
+        return load_model(
+            trajectory.base_model, dtype=trajectory.settings.get("dtype", "float32"), revision=trajectory.base_revision
+        )
+
+    loaded = base or fresh()
     current = Structure.full(loaded.adapter.spec)
     paths = []
     for record in sorted(trajectory.checkpoints, key=lambda r: r.target):
         where = reconstruction_file(tensors_dir, record) if tensors_dir is not None else None
         refit = checkpoint_tensors(record, where)
+        if not record.structure.is_subset_of(current):
+            loaded, current = fresh(), Structure.full(loaded.adapter.spec)
         loaded.adapter.slice_model(loaded.model, current, record.structure)
         current = record.structure
         if refit is not None:

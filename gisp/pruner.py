@@ -3,10 +3,12 @@ slice the model, repeat on the smaller model. One loop serves every method."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -19,10 +21,12 @@ from gisp.masking import structure_masks, unit_masks
 from gisp.methods import MethodContext, get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
+from gisp.reconstruction.tensors import reconstruction_file, tensors_bytes, write_atomic
 from gisp.schedule import linear_goal, nearest_count
 from gisp.stopping import check_stop, checked
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.tyr.allocate import SearchContext, SearchProgress
 
 Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
 
@@ -50,6 +54,10 @@ class PruneObserver:
 
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         """Called after every step with the state to persist for a resume."""
+
+    def on_search(self, progress: SearchProgress) -> None:
+        """Progress inside a search-based method's target: ladder layers built, search generations
+        with the best fitness so far."""
 
     def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
         """Called after each layer the reconstruction of `record` has finished."""
@@ -104,6 +112,7 @@ def prune(
     observer: PruneObserver | None = None,
     measure: Measure | None = None,
     register: bool = True,
+    tensors_dir: str | Path | None = None,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
@@ -117,6 +126,8 @@ def prune(
     device = next(model.parameters()).device
     batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
     batches = checked(batches, observer.should_stop, "a step's scoring")  # type: ignore[assignment]
+    if method.searches:
+        return _search_targets(loaded, method, objective, batches, settings, trajectory, observer, measure, tensors_dir)
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
         adapter.slice_model(model, Structure.full(spec), structure)
@@ -159,16 +170,8 @@ def prune(
         for target in [t for t in settings.targets if t not in recorded and t <= goal + 1e-9]:
             count = nearest_count(sizes, removed_before, target * total, start=count)
             kept = structure.without(order[:count])
-            record = CheckpointRecord(
-                target=target,
-                sparsity=kept.sparsity(spec),
-                parameter_count=kept.total_params(spec),
-                prunable_parameter_count=kept.kept_params(spec),
-                flops_per_token=kept.flops_per_token(spec),
-                step=step,
-                loss=ranking.loss if ranking.loss is not None else float("nan"),
-                structure=kept,
-            )
+            loss = ranking.loss if ranking.loss is not None else float("nan")
+            record = CheckpointRecord.of(kept, spec, target, step, loss)
             if measure is not None:
                 check_stop(observer.should_stop, f"the measurement of target {target:g}")
                 with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
@@ -188,4 +191,65 @@ def prune(
         observer.on_step(
             StepReport(step, trajectory.total_steps, structure.sparsity(spec), ranking.loss, seconds, count), trajectory
         )
+    return trajectory
+
+
+def _search_targets(
+    loaded: LoadedModel,
+    method,
+    objective,
+    batches: list,
+    settings: PruneSettings,
+    trajectory: Trajectory,
+    observer: PruneObserver,
+    measure: Measure | None,
+    tensors_dir: str | Path | None,
+) -> Trajectory:
+    """A search-based method: target by target (ascending), each searched from the dense model;
+    a completed target is a completed step, so a resumed run continues with the next target. Its
+    re-solved weights are stored like the reconstruction stage's refit tensors (under `tensors_dir`
+    when given, and to the observer's `on_reconstructed`), then the trajectory is persisted
+    (`on_step`), then the checkpoint is announced."""
+    model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
+    device = next(model.parameters()).device
+    ctx = SearchContext(
+        model,
+        adapter,
+        objective,
+        batches,
+        device,
+        settings,
+        pad_token_id(loaded.tokenizer),
+        set(settings.protect_layers),
+        observer.on_search,
+        observer.should_stop,
+    )
+    for step, target in enumerate(settings.targets, 1):
+        if step <= trajectory.completed_steps:
+            continue
+        if observer.should_stop():
+            raise PruningStopped(f"stopped before target {target:g} ({step} of {trajectory.total_steps})")
+        started = time.perf_counter()
+        outcome = method.search_target(ctx, target)
+        kept = outcome.structure
+        record = CheckpointRecord.of(kept, spec, target, step, outcome.loss)
+        if measure is not None:
+            with torch.no_grad(), outcome.applied():
+                record.metrics = measure(model)
+        seconds = time.perf_counter() - started
+        trajectory.checkpoints.append(record)
+        trajectory.completed_steps = step
+        trajectory.structure = kept
+        trajectory.elapsed_seconds += seconds
+        full = Structure.full(spec)
+        removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
+        data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors
+        record.reconstruction, record.reconstruction_sha256 = method.name, hashlib.sha256(data).hexdigest()
+        if tensors_dir is not None:
+            write_atomic(reconstruction_file(tensors_dir, record), data)
+        observer.on_reconstructed(record, data, trajectory)
+        observer.on_step(
+            StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory
+        )
+        observer.on_checkpoint(record)
     return trajectory

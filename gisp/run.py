@@ -14,6 +14,7 @@ from gisp.data.examples import Mode
 from gisp.data.records import RecordKind, file_sha256
 from gisp.eval.perplexity import heldout_metrics
 from gisp.loading import LoadedModel, check_context, load_model
+from gisp.methods import get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
@@ -112,9 +113,19 @@ def run(
     if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
         check_stop(should_stop, "the dense model's measurement")
         trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
-    refit = needs_reconstruction(settings)
+    # a search-based method re-solves its own weights while it searches: no refit after it
+    refit = needs_reconstruction(settings) and not get_method(settings.method).searches
     if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
-        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, register=not refit)
+        prune(
+            prepared.loaded,
+            prepared.calibration,
+            settings,
+            trajectory,
+            observer,
+            measure,
+            not refit,
+            reconstruction_dir,
+        )
         if refit:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded
             prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)

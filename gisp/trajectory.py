@@ -36,6 +36,20 @@ class CheckpointRecord:
     reconstruction_sha256: str | None = None
     unreconstructed_metrics: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, structure: Structure, spec: ArchSpec, target: float, step: int, loss: float) -> CheckpointRecord:
+        """The record of `structure`, its counts computed from the architecture."""
+        return cls(
+            target=target,
+            sparsity=structure.sparsity(spec),
+            parameter_count=structure.total_params(spec),
+            prunable_parameter_count=structure.kept_params(spec),
+            flops_per_token=structure.flops_per_token(spec),
+            step=step,
+            loss=loss,
+            structure=structure,
+        )
+
     @property
     def name(self) -> str:
         return f"sparsity-{self.target:.2f}"
@@ -73,6 +87,13 @@ class Trajectory:
     @property
     def finished(self) -> bool:
         return self.completed_steps >= self.total_steps
+
+    @property
+    def nested(self) -> bool:
+        """Whether each checkpoint's structure is a subnetwork of the one below it in sparsity (true
+        of the ranking methods; a search-based method's targets are searched independently)."""
+        ordered = sorted(self.checkpoints, key=lambda r: r.target)
+        return all(b.structure.is_subset_of(a.structure) for a, b in zip(ordered, ordered[1:], strict=False))
 
     def checkpoint(self, target: float) -> CheckpointRecord:
         for record in self.checkpoints:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from typing import Literal
 
 from gisp.loading import DTYPES
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.tyr.allocate import SearchProgress
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.ids import new_id
@@ -140,6 +142,13 @@ class JobObserver(PruneObserver):
         if not owned and self.stop_reason is None:
             self.stop_reason = "lost"
         log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)
+
+    def on_search(self, progress: SearchProgress) -> None:
+        """A search-based method's progress inside a target (ladder layers, generations with the
+        best fitness) as a `search` event; a heartbeat keeps the lease between targets."""
+        with write_transaction(self.rt.sessions) as session:
+            if job_repo.heartbeat(session, self.job_id, self.lease):
+                event_repo.append(session, self.job_id, "search", asdict(progress))
 
     def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
         """The reconstruction phase's progress: one event per layer, the fraction on the job."""

@@ -16,7 +16,7 @@ from gisp_service.core.model_refs import HUB_ID
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 EventType = Literal[
-    "queued", "started", "step", "reconstruction", "warning", "checkpoint", "finished", "error", "cancelled"
+    "queued", "started", "step", "search", "reconstruction", "warning", "checkpoint", "finished", "error", "cancelled"
 ]
 Phase = Literal["pruning", "reconstruction"]
 JOB_SETTINGS: list[SettingSpec] = [spec for spec in setting_specs() if spec.service]

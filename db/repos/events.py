@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from gisp_service.db.models import Job, JobEvent, StepDurationBucket
 
-TYPES = ("queued", "started", "step", "checkpoint", "finished", "error", "cancelled")
+TYPES = ("queued", "started", "step", "search", "checkpoint", "finished", "error", "cancelled")
 # upper bounds (seconds) of the step-duration histogram; a new bound starts counting when added
 STEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
 

@@ -3,6 +3,7 @@
 from gisp.methods import gisp as _gisp  # noqa: F401
 from gisp.methods import magnitude as _magnitude  # noqa: F401
 from gisp.methods import random_order as _random_order  # noqa: F401
+from gisp.methods import tyr as _tyr  # noqa: F401
 from gisp.methods import wanda_sp as _wanda_sp  # noqa: F401
 from gisp.methods.base import MethodContext, PruningMethod, get_method, method_names, register_method
 

@@ -43,6 +43,9 @@ class Ranking:
 class PruningMethod(ABC):
     name: str = ""
     iterative: bool = True  # False: the whole schedule is one step, whatever `steps` says
+    # True: the method finds each target's structure (and weights) itself by search, target by
+    # target, through `search_targets`; `rank` is then not used (gisp.pruner dispatches)
+    searches: bool = False
 
     @abstractmethod
     def rank(self, ctx: MethodContext) -> Ranking: ...

@@ -56,6 +56,8 @@ def fields(body: dict) -> set[str]:
         ({"seq_len": 10**9}, "seq_len"),
         ({"seq_len": 1024}, "seq_len"),  # stories260K's context is 512 tokens
         ({"protect_layers": [10**6]}, "protect_layers.0"),
+        ({"method": "tyr", "tyr_levels": 2}, "tyr_levels"),
+        ({"method": "tyr", "tyr_stage_samples": [4, 16, 64], "tyr_stage_keep": [2]}, "tyr_stage_keep"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):

@@ -1,0 +1,188 @@
+"""T'yr-style allocation search against GISP on stories260K: held-out perplexity at 0.2–0.5 on
+TinyStories (the part of tinystories_val.txt no calibration saw), WikiText-2 test and C4, with
+the wall time and peak RSS of each run.
+
+Configurations: gisp (fisher, 16 steps) without and with the reconstruction stage's refit
+(lstsq, and lstsq-select, the stage's default), wanda-sp with lstsq, tyr from the uniform
+allocation, tyr's local pruner alone (its ladders' centre, no search), and the hybrid (tyr seeded
+with GISP's one-shot allocation). Every run is its own process, so its peak RSS is its own; all
+run with one torch thread. Calibration: 64 windows × 256 tokens of the first quarter of
+tinystories_val.txt (`common.split_tinystories`, as bench/quality.py).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+SETS = ("tinystories", "wikitext2", "c4")
+# label -> settings over the shared ones
+CONFIGS: dict[str, dict] = {
+    "gisp": dict(method="gisp", reconstruct="none"),
+    "gisp+lstsq": dict(method="gisp", reconstruct="lstsq"),
+    "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select"),
+    "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq"),
+    "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
+    "tyr": dict(method="tyr"),
+    "tyr hybrid": dict(method="tyr", tyr_start="gisp"),
+}
+
+
+def child(spec: dict) -> None:
+    """One run: prune, measure every checkpoint on the held-out sets, print one JSON line."""
+    common.quiet_transformers()
+    import torch
+
+    torch.set_num_threads(1)
+    import gisp
+
+    split_eval, calibration = Path(spec["evaluation"]), Path(spec["calibration"])
+    base = gisp.load_model(str(common.STORIES))
+    sets = common.eval_sets(base.tokenizer, split_eval, spec["seq_len"], spec["eval_windows"], SETS)
+    del base
+    settings = gisp.PruneSettings(
+        targets=spec["targets"],
+        samples=spec["samples"],
+        seq_len=spec["seq_len"],
+        seed=spec["seed"],
+        heldout=0,
+        **spec["settings"],
+    )
+    measured = common.Measured()
+    started = time.perf_counter()
+    trajectory, _ = gisp.run(
+        str(common.STORIES),
+        calibration,
+        settings,
+        observer=common.eval_observer(measured),
+        measure=common.timed_measure(lambda m: common.perplexities(m, sets), measured),
+    )
+    wall = time.perf_counter() - started - measured.checkpoint_seconds
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    out = {
+        "wall_seconds": wall,
+        "peak_rss_mib": rss,
+        "dense": trajectory.dense_metrics,
+        "nested": trajectory.nested,
+        "targets": {
+            str(r.target): {
+                "sparsity": r.sparsity,
+                "perplexity": measured.metrics[r.target],
+                "kept_kv_groups": r.structure.layer_widths()[0],
+                "kept_channels": r.structure.layer_widths()[1],
+            }
+            for r in trajectory.checkpoints
+        },
+    }
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(json.loads(sys.argv[2]))
+        return
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-windows", type=int, default=48)
+    args = parser.parse_args()
+    if args.quick:
+        args.targets, args.samples, args.eval_windows = "0.5", 16, 8
+    common.setup(args)
+    common.require_assets(common.STORIES, common.TINYSTORIES, common.WIKITEXT, common.C4)
+    targets = [float(t) for t in args.targets.split(",")]
+    split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-tyr-")))
+    runs = []
+    for label in args.configs.split(","):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            spec = dict(
+                evaluation=str(split.evaluation),
+                calibration=str(split.calibration),
+                targets=targets,
+                samples=args.samples,
+                seq_len=args.seq_len,
+                eval_windows=args.eval_windows,
+                seed=seed,
+                settings=CONFIGS[label],
+            )
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
+            )
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+            if done.returncode != 0 or not lines:
+                print(f"{label} seed {seed} failed:\n{done.stderr[-3000:]}", flush=True)
+                continue
+            result = json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": seed}
+            runs.append(result)
+            top = result["targets"][str(max(targets))]
+            print(
+                f"{label:16s} seed {seed}: {result['wall_seconds']:6.1f} s, {result['peak_rss_mib']:.0f} MiB; "
+                f"at {max(targets)} (sparsity {top['sparsity']:.4f}): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in top["perplexity"].items()),
+                flush=True,
+            )
+    report(args, targets, runs)
+    common.write_json({"settings": {k: str(v) for k, v in vars(args).items()}, "targets": targets, "runs": runs}, args)
+
+
+def report(args, targets: list[float], runs: list[dict]) -> None:
+    if not runs:
+        return
+    dense = runs[0]["dense"]
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    text = [
+        common.run_header("tyr vs gisp, stories260K", args),
+        f"Calibration: {args.samples} windows × {args.seq_len} tokens of the first quarter of "
+        f"tinystories_val.txt; evaluation: the first {args.eval_windows} windows × {args.seq_len} tokens of the "
+        "rest of it, of wiki.test.raw and of c4_sample.jsonl. Perplexity (× dense in brackets), mean ± std over "
+        f"seeds (n). Dense: " + ", ".join(f"{k} {v:.2f}" for k, v in dense.items()) + "\n",
+    ]
+    for name in SETS:
+        rows = []
+        for label in labels:
+            mine = [r for r in runs if r["label"] == label]
+            row: list[object] = [f"{label} (n={len(mine)})"]
+            for t in targets:
+                values = [r["targets"][str(t)]["perplexity"][name] for r in mine]
+                ratio = sum(values) / len(values) / dense[name]
+                row.append(f"{common.mean_std(values)} ({ratio:.2f}×)")
+            rows.append(row)
+        text.append(f"**{name} perplexity**\n")
+        text.append(common.markdown_table(["config"] + [f"{t:g}" for t in targets], rows) + "\n")
+    rows = []
+    top = str(max(targets))
+    for label in labels:
+        mine = [r for r in runs if r["label"] == label]
+        first = mine[0]["targets"][top]
+        rows.append(
+            [
+                label,
+                common.mean_std([r["wall_seconds"] for r in mine], 1),
+                common.mean_std([r["peak_rss_mib"] for r in mine], 0),
+                f"{first['sparsity']:.4f}",
+                "yes" if mine[0]["nested"] else "no",
+                str(first["kept_kv_groups"]),
+                str(first["kept_channels"]),
+            ]
+        )
+    text.append(f"**cost (all {len(targets)} targets, measurement excluded) and shape at {top} (first seed)**\n")
+    headers = ["config", "wall s", "peak RSS MiB", f"sparsity @{top}", "nested", "KV groups/layer", "channels/layer"]
+    text.append(common.markdown_table(headers, rows) + "\n")
+    common.emit("\n".join(text), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""T'yr's prune-and-search for one target: build the ladders around a starting allocation, search
+one level per block, re-centre on the best and halve the step, for several rounds.
+
+The starting allocation hits the target to within one MLP channel: `uniform` cuts every layer's
+attention by the target share (rounded to whole KV groups) and spreads the MLP channels that make
+up the rest evenly; `gisp` takes GISP's one-shot global ranking cut at the target (the hybrid).
+The search never changes the removed parameter count, so the result has the start's sparsity.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from gisp.adapters import ArchitectureAdapter
+from gisp.methods.common import calibration_loss
+from gisp.objectives import Batch, Objective
+from gisp.schedule import nearest_count
+from gisp.structure import KINDS, ArchSpec, Structure
+from gisp.tyr.fitness import DenseReference
+from gisp.tyr.search import Space, evolve
+from gisp.tyr.supernet import Block, Supernet
+
+if TYPE_CHECKING:  # config imports the methods, which import this module
+    from gisp.config import PruneSettings
+
+
+@dataclass
+class SearchProgress:
+    """Where a search-based method stands inside one target."""
+
+    target: float
+    round: int  # 1-based
+    rounds: int
+    phase: str  # "ladder" (layers built so far) or "search" (generations so far)
+    done: int
+    total: int
+    best_fitness: float | None  # KL from the dense model of the best allocation so far (search)
+    seconds: float  # since the target's search started
+
+
+@dataclass
+class SearchContext:
+    model: nn.Module
+    adapter: ArchitectureAdapter
+    objective: Objective
+    batches: list[Batch]
+    device: torch.device
+    settings: PruneSettings
+    pad: int
+    protected: set[int]
+    report: Callable[[SearchProgress], None]
+    should_stop: Callable[[], bool]
+
+
+@dataclass
+class SearchOutcome:
+    structure: Structure
+    # the re-solved output projections of the pruned blocks, by their names in the model's state
+    # dict (as the reconstruction stage stores a checkpoint's tensors), over the kept units' columns
+    weights: dict[str, Tensor]
+    loss: float  # the calibration objective of the result
+    fitness: float  # its KL from the dense model on the last stage's sequences
+    applied: Callable[[], AbstractContextManager]  # the dense model runs as the result inside it
+
+
+def uniform_counts(spec: ArchSpec, target: float, protected: set[int]) -> dict[Block, int]:
+    """Every unprotected layer's attention cut by `target` (whole KV groups), the MLP channels
+    making up the rest of the target spread evenly (earlier layers take the remainder)."""
+    layers = [layer for layer in range(spec.num_layers) if layer not in protected]
+    kv = max(0, min(spec.num_kv_heads, round((1 - target) * spec.num_kv_heads)))
+    counts: dict[Block, int] = {(layer, "attn"): kv for layer in layers}
+    removed_attn = len(layers) * (spec.num_kv_heads - kv) * spec.unit_params("attn")
+    need = target * spec.prunable_params - removed_attn
+    channels = max(0, min(len(layers) * spec.intermediate_size, round(need / spec.unit_params("mlp"))))
+    base, extra = divmod(channels, max(len(layers), 1))
+    for i, layer in enumerate(layers):
+        counts[(layer, "mlp")] = spec.intermediate_size - base - (1 if i < extra else 0)
+    return counts
+
+
+def structure_counts(structure: Structure, protected: set[int]) -> dict[Block, int]:
+    return {
+        (layer, kind): len(structure.kept(kind)[layer])
+        for kind in KINDS
+        for layer in range(len(structure.attn))
+        if layer not in protected
+    }
+
+
+def gisp_counts(ctx: SearchContext, target: float) -> dict[Block, int]:
+    """GISP's one-shot allocation at `target`: its global ranking of the dense model, cut there."""
+    from gisp.methods.base import MethodContext, get_method  # the registry is filled by then
+    from gisp.structure import Unit
+
+    spec = ctx.adapter.spec
+    structure = Structure.full(spec)
+    candidates = [
+        Unit(layer, kind, index)
+        for kind in KINDS
+        for layer, kept in enumerate(structure.kept(kind))
+        if layer not in ctx.protected
+        for index in kept
+    ]
+    s = ctx.settings
+    ranking = get_method("gisp").rank(
+        MethodContext(
+            ctx.model,
+            ctx.adapter,
+            ctx.objective,
+            ctx.batches,
+            ctx.device,
+            structure,
+            candidates,
+            s.importance,
+            s.normalization,
+            s.seed,
+            1,
+        )
+    )
+    sizes = [spec.unit_params(u.kind) for u in ranking.order]
+    count = nearest_count(sizes, 0, target * spec.prunable_params)
+    return structure_counts(structure.without(ranking.order[:count]), ctx.protected)
+
+
+class TyrSession:
+    """One run's search state across its targets (the dense reference is computed once)."""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        s = ctx.settings
+        self.reference = DenseReference(ctx.model, ctx.batches, s.tyr_top_k, s.batch_size, ctx.pad, ctx.device)
+        available = self.reference.num_sequences
+        self.stages = sorted({min(n, available) for n in s.tyr_stage_samples})
+        self.keep = list(s.tyr_stage_keep)[: len(self.stages) - 1]
+        self.net = Supernet(ctx.model, ctx.adapter, ctx.batches, ctx.device)
+
+    def search(self, target: float) -> SearchOutcome:
+        ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
+        started = time.perf_counter()
+        start = gisp_counts(ctx, target) if s.tyr_start == "gisp" else uniform_counts(spec, target, ctx.protected)
+        blocks = sorted(start)
+        centre, fitness = dict(start), float("nan")
+        for round_index in range(s.tyr_rounds):
+            centre, fitness = self._round(target, round_index, blocks, centre, started)
+        return self._outcome(blocks, centre, fitness)
+
+    def _round(
+        self, target: float, round_index: int, blocks: list[Block], centre: dict[Block, int], started: float
+    ) -> tuple[dict[Block, int], float]:
+        """Ladders around `centre` with this round's step, then the search; the best allocation."""
+        ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
+        number, rounds = round_index + 1, s.tyr_rounds
+        fraction = s.tyr_step / 2**round_index
+        step = {kind: max(1, round(fraction * spec.units(kind))) for kind in KINDS}
+
+        def report(phase: str, done: int, total: int, best: float | None) -> None:
+            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, time.perf_counter() - started))
+
+        plan = {b: (centre[b], step[b[1]]) for b in blocks}
+        self.net.build(plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None))
+        ladders = [self.net.ladders[b] for b in blocks]
+
+        def counts(genome: tuple[int, ...]) -> dict[Block, int]:
+            return {b: ld.count(o) for b, ld, o in zip(blocks, ladders, genome, strict=True)}
+
+        def score(genome: tuple[int, ...], sequences: int) -> float:
+            with self.net.choose(counts(genome)):
+                return self.reference.kl(sequences)
+
+        space = Space(tuple(b[1] for b in blocks), lambda i, o: ladders[i].has(o), _trade(spec, step))
+        genome, fitness = evolve(
+            tuple(0 for _ in blocks),
+            space,
+            score,
+            s.tyr_population,
+            s.tyr_offspring,
+            s.tyr_generations,
+            self.stages,
+            self.keep,
+            s.seed + round_index,
+            lambda g: report("search", g.generation, g.generations, g.best),
+            ctx.should_stop,
+        )
+        return counts(genome), fitness
+
+    def _outcome(self, blocks: list[Block], counts: dict[Block, int], fitness: float) -> SearchOutcome:
+        spec = self.ctx.adapter.spec
+        full = Structure.full(spec)
+        kept = {kind: [list(x) for x in full.kept(kind)] for kind in KINDS}
+        names = {id(m): n for n, m in self.ctx.model.named_modules()}
+        weights: dict[str, Tensor] = {}
+        for block in blocks:
+            ladder_ = self.net.ladders[block]
+            rung = ladder_.rungs[counts[block]]
+            layer, kind = block
+            kept[kind][layer] = list(rung.kept)
+            if counts[block] < ladder_.units and rung.kept:
+                weights[f"{names[id(self.net.module(block))]}.weight"] = rung.weight.clone()
+        structure = Structure(attn=kept["attn"], mlp=kept["mlp"])
+
+        def applied() -> AbstractContextManager:
+            return self.net.choose(counts)
+
+        with applied():
+            loss = calibration_loss(self.ctx)  # type: ignore[arg-type]  (has the fields it reads)
+        return SearchOutcome(structure, weights, loss, fitness, applied)
+
+
+def _trade(spec: ArchSpec, step: dict[str, int]) -> int | None:
+    """MLP steps one attention step is worth, when that is a whole number."""
+    attn, mlp = step["attn"] * spec.unit_params("attn"), step["mlp"] * spec.unit_params("mlp")
+    return attn // mlp if attn % mlp == 0 else None

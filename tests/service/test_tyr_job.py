@@ -1,0 +1,62 @@
+"""A `tyr` job through the real worker: search progress arrives as `search` events, and every
+target becomes a registered checkpoint at exactly its sparsity."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from gisp.export import materialize
+from gisp.trajectory import Trajectory
+from tests.service.conftest import MODEL_ROOT, TINY, submit, wait_finished
+
+pytestmark = pytest.mark.service
+
+TYR = {
+    **TINY,
+    "method": "tyr",
+    "targets": [0.3, 0.5],
+    "tyr_rounds": 1,
+    "tyr_generations": 2,
+    "tyr_offspring": 4,
+    "tyr_levels": 5,
+    "tyr_stage_samples": [2, 8],
+    "tyr_stage_keep": [2],
+}
+
+
+def test_tyr_job_reports_its_search_and_registers_each_target(service, text_dataset, tmp_path):
+    response = submit(service, {**TYR, "dataset_id": text_dataset["id"]})
+    assert response.status_code == 201, response.text
+    job = wait_finished(service, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["method"] == "tyr" and job["progress"]["total_steps"] == 2  # one step per target
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=500", headers=service.headers()).json()["data"]
+    search = [e["data"] for e in events if e["type"] == "search"]
+    generations = [d for d in search if d["phase"] == "search"]
+    assert {d["target"] for d in generations} == {0.3, 0.5}
+    assert all(d["best_fitness"] >= 0 for d in generations)
+    assert [d["done"] for d in search if d["phase"] == "ladder" and d["target"] == 0.3] == [1, 2, 3, 4, 5]
+    checkpoints = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()["data"]
+    assert [c["target_sparsity"] for c in checkpoints] == [0.3, 0.5]
+    assert all(abs(c["sparsity"] - c["target_sparsity"]) < 0.002 for c in checkpoints)
+    # the download carries the re-solved weights: it computes what the trajectory and tensors rebuild
+    checkpoint = checkpoints[1]
+    response = service.client.get(f"/v1/checkpoints/{checkpoint['id']}/download", headers=service.headers())
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
+        tar.extractall(tmp_path / "ckpt", filter="data")
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
+    trajectory = Trajectory.load(service.rt.store.trajectory_path(job["id"]))
+    trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
+    record = trajectory.checkpoint(0.5)
+    assert record.reconstruction == "tyr"
+    tensors = service.rt.store.reconstruction_path(job["id"], record.name)
+    reference = materialize(trajectory, 0.5, tensors=tensors).model.eval()
+    ids = torch.randint(0, 512, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
