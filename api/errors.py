@@ -93,6 +93,10 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# what FastAPI raises (400) when a body fails to decode before JSON parsing could name a position
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or str(loc[0] if loc else "body")
@@ -122,6 +126,9 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(getattr(exc, "headers", None) or {})
         detail = str(exc.detail)
+        if exc.status_code == 400 and detail == FASTAPI_BODY_PARSE_ERROR:  # e.g. bytes that are not UTF-8
+            message = "the body could not be read as JSON text (is it UTF-8?); send a JSON object"
+            return problem_response(422, f"body: {message}", [{"field": "body", "message": message}])
         if exc.status_code == 405:  # every method of the path, not only the first matching route's
             from gisp_service.api.methods import allowed_methods
 
