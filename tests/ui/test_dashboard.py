@@ -117,7 +117,9 @@ def test_the_dashboard_end_to_end(server: LiveServer, browser, tmp_path: Path) -
     page.wait_for_function("document.querySelectorAll('#checkpoint-table tbody tr').length === 3")
     assert page.locator("#loss-plot canvas").count() == 1 and page.locator("#quality-plot canvas").count() == 1
     legend = page.locator("#quality-plot .u-legend").inner_text()
-    assert "dense" in legend and "checkpoints" in legend
+    # the default reconstruction: both curves, the refit checkpoints and the same structures as cut
+    assert "dense" in legend and "reconstructed" in legend and "not reconstructed" in legend
+    assert page.locator("#checkpoint-table").get_by_text("before reconstruction").count() == 3
     page.wait_for_selector("#layers table tbody tr")
     assert page.locator("#layers table tbody tr").count() == 5  # stories260K's layers
     shot(page, "job")
