@@ -49,7 +49,11 @@ def server(tmp_path_factory) -> Iterator[tuple[LiveServer, str]]:
     import httpx
 
     models = shared_path("models", "stories260K").parent
-    with live_server(tmp_path_factory.mktemp("gisp-contract"), models, "--no-worker") as live:
+    # no quotas or rate limits here: the generated jobs stay queued, and past 20 of them every
+    # submission would be a 429, so the stateful phase would rarely reach an existing job
+    # (429s and their Retry-After are tests/service/test_limits.py's)
+    unlimited = {"GISP_MAX_ACTIVE_JOBS": "0", "GISP_RATE_JOBS_PER_MINUTE": "0", "GISP_RATE_UPLOADS_PER_MINUTE": "0"}
+    with live_server(tmp_path_factory.mktemp("gisp-contract"), models, "--no-worker", env=unlimited) as live:
         text = shared_path("data", "tinystories", "tinystories_val.txt").read_bytes()[:20_000]
         uploaded = httpx.post(f"{live.url}/v1/datasets", files={"file": ("s.txt", text)}, headers=live.headers)
         assert uploaded.status_code == 201, uploaded.text
@@ -109,6 +113,10 @@ def test_schemathesis_stateful_phase_finds_no_undocumented_behaviour(server: tup
             if case.operation.label == "POST /v1/jobs" and isinstance(case.body, dict):
                 case.body = {**case.body, "model": "stories260K", "dataset_id": dataset_id}
                 case.body.pop("hub_dataset", None)
+            # the seeded upload stays: once deleted, every later submission would be refused
+            params = case.path_parameters or {}
+            if case.operation.label == "DELETE /v1/datasets/{dataset_id}" and params.get("dataset_id") == dataset_id:
+                case.path_parameters = {**params, "dataset_id": "ds_" + "0" * 26}
 
         def get_call_kwargs(self, case) -> dict:
             return {"base_url": live.url, "headers": live.headers}
