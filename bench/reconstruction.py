@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--calib-fraction", type=float, default=0.25)
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
     args = parser.parse_args()
     if args.cost_random_100m:
         common.setup(args)
@@ -122,7 +123,7 @@ def main() -> None:
                 + ", ".join(f"{t:g}: {v:.2f}" for t, v in at.items()),
                 flush=True,
             )
-    cost = cost_line(dense, sets, split, args)
+    cost = None if args.no_cost else cost_line(dense, sets, split, args)
     report(args, targets, dense_ppl, rows, costs, cost)
     common.write_json(
         dict(settings={k: str(v) for k, v in vars(args).items()}, dense=dense_ppl, rows=rows, costs=costs, cost=cost),
@@ -132,7 +133,17 @@ def main() -> None:
 
 def checkpoint_rows(label: str, seed: int, variant: str, lam: float | None, records) -> list[dict]:
     return [
-        dict(label=label, seed=seed, variant=variant, lam=lam, target=r.target, ppl=r.metrics, sparsity=r.sparsity)
+        dict(
+            label=label,
+            seed=seed,
+            variant=variant,
+            lam=lam,
+            target=r.target,
+            ppl=r.metrics,
+            sparsity=r.sparsity,
+            kv_groups_kept=[len(k) for k in r.structure.attn],  # per layer: the allocation across layers
+            mlp_kept=[len(k) for k in r.structure.mlp],
+        )
         for r in records
     ]
 
@@ -226,7 +237,7 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     labels = list(dict.fromkeys(r["label"] for r in rows))
     variants = list(dict.fromkeys((r["variant"], r["lam"]) for r in rows))
     text = [
-        common.run_header("Reconstruction, stories260K", args),
+        common.run_header(f"Reconstruction, {Path(str(args.model)).name if args.model else 'stories260K'}", args),
         f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from the first part of "
         f"tinystories_val.txt; {args.steps} steps. Evaluation: {args.eval_windows} windows × {args.seq_len} "
         "tokens of the rest of tinystories_val.txt, wiki.test.raw, c4_sample.jsonl. Perplexity; mean ± std "
@@ -251,12 +262,13 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     table = [[c["label"], c["variant"], f"{c['lam']:g}", f"{c['seconds']:.2f}", c["checkpoints"]] for c in costs]
     text.append("**reconstruction seconds (all checkpoints of one run)**\n")
     text.append(common.markdown_table(["method", "variant", "λ", "seconds", "checkpoints"], table) + "\n")
-    text.append(
-        f"Cost of one lstsq checkpoint (0.5): {cost['recon_seconds']:.2f} s = {cost['ratio']:.1f}× one forward pass "
-        f"over the calibration set ({cost['forward_seconds']:.2f} s); peak RSS {cost['peak_rss'] / 2**20:.0f} MiB = "
-        f"{cost['rss_over_weights']:.0f}× the weight bytes ({cost['weight_bytes'] / 2**20:.2f} MiB; the process's "
-        "fixed cost dominates on a model this small).\n"
-    )
+    if cost is not None:
+        text.append(
+            f"Cost of one lstsq checkpoint (0.5): {cost['recon_seconds']:.2f} s = {cost['ratio']:.1f}× one forward "
+            f"pass over the calibration set ({cost['forward_seconds']:.2f} s); peak RSS "
+            f"{cost['peak_rss'] / 2**20:.0f} MiB = {cost['rss_over_weights']:.0f}× the weight bytes "
+            f"({cost['weight_bytes'] / 2**20:.2f} MiB; the process's fixed cost dominates on a model this small).\n"
+        )
     common.emit("\n".join(text), args)
 
 
