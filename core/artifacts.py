@@ -62,30 +62,27 @@ class ArtifactStore:
         return self.root / "uploads" / f"{sha256}.{fmt}"
 
     def save_upload(self, source: BinaryIO, limit: int, suffix: str) -> tuple[Path, str, int]:
-        """Copy a stream into a temp file (failing past `limit` bytes) and return its path,
+        """Copy a stream into a staging file (failing past `limit` bytes) and return its path,
         sha256 and size. The caller validates it, then `commit_upload` files it by content."""
-        staging = self.staging_dir()
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
+        handle, tmp = self.open_staging(suffix)
         digest, size = hashlib.sha256(), 0
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with handle:
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     size += len(chunk)
                     if size > limit:
                         raise UploadTooLarge(limit)
                     digest.update(chunk)
                     handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
+                self.close_staging(handle)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
-        return Path(tmp), digest.hexdigest(), size
+        return tmp, digest.hexdigest(), size
 
     def open_staging(self, suffix: str) -> tuple[BinaryIO, Path]:
         """A new staging file for an upload that arrives in chunks; `close_staging` makes it durable."""
-        staging = self.root / "uploads" / ".staging"
+        staging = self.staging_dir()
         staging.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
         return os.fdopen(fd, "wb"), Path(tmp)
@@ -98,20 +95,17 @@ class ArtifactStore:
 
     def stage_file(self, write: Callable[[BinaryIO], None], suffix: str) -> tuple[Path, str, int]:
         """A staged file that `write` fills (e.g. a dataset's canonical .jsonl), with its sha256 and size."""
-        staging = self.staging_dir()
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=staging, suffix=suffix)
+        handle, tmp = self.open_staging(suffix)
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with handle:
                 write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            with open(tmp, "rb") as handle:
-                digest = hashlib.file_digest(handle, "sha256")
+                self.close_staging(handle)
+            with tmp.open("rb") as source:
+                digest = hashlib.file_digest(source, "sha256")
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
-        return Path(tmp), digest.hexdigest(), Path(tmp).stat().st_size
+        return tmp, digest.hexdigest(), tmp.stat().st_size
 
     def commit_upload(self, staged: Path, sha256: str, fmt: str) -> Path:
         final = self.upload_path(sha256, fmt)
