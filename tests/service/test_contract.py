@@ -133,15 +133,29 @@ def test_schemathesis_stateful_phase_finds_no_undocumented_behaviour(server: tup
         suppress_health_check=list(HealthCheck),
         database=None,
     )
-    for attempt in (1, 2):
-        try:
-            Contract.run(settings=budget)
+    # the chaining must work: a job submitted, then an operation on it (through the id the submission
+    # returned) answered, not only 404s. One random walk of this budget does not always get there
+    # (GET /v1/jobs/{job_id} succeeded 2-4 times per walk, the four job operations 5-12 times, and
+    # two walks in ten here reached none; CI failed on one, stop 16), so up to three walks run until
+    # one has; a contract failure in any walk fails the test at once
+    on_a_job = {
+        "GET /v1/jobs/{job_id}",
+        "GET /v1/jobs/{job_id}/checkpoints",
+        "GET /v1/jobs/{job_id}/events",
+        "POST /v1/jobs/{job_id}/cancel",
+    }
+    for _walk in range(3):
+        _walk_once(Contract, budget, FlakyStrategyDefinition)
+        if "POST /v1/jobs" in reached and reached & on_a_job:
             break
-        except FlakyStrategyDefinition:
-            # schemathesis' stateful strategies draw from the ids the live service has returned so
-            # far, which Hypothesis can see as inconsistent generation (upstream: schemathesis PR
-            # #4132); that is no finding about the service, so the phase runs once more
-            if attempt == 2:
-                raise
-    # the chaining worked: operations on an existing job were answered, not only 404s
-    assert {"POST /v1/jobs", "GET /v1/jobs/{job_id}"} <= reached, reached
+    assert "POST /v1/jobs" in reached and reached & on_a_job, reached
+
+
+def _walk_once(machine, budget, flaky: type[Exception]) -> None:
+    """One stateful walk; a FlakyStrategyDefinition once is retried: schemathesis' stateful strategies
+    draw from the ids the live service has returned so far, which Hypothesis can see as inconsistent
+    generation (upstream: schemathesis PR #4132), and that is no finding about the service."""
+    try:
+        machine.run(settings=budget)
+    except flaky:
+        machine.run(settings=budget)
