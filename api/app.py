@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="gisp-service",
         version="0.1.0",
-        description="Structured pruning jobs (GISP) and the nested checkpoints they produce. Sparsity is the "
+        description="Structured pruning jobs (GISP) and the checkpoints they produce (nested for every ranking method; "
+        "see `nested` on the checkpoint list). Sparsity is the "
         "fraction of attention+MLP parameters removed; embeddings, norms and the LM head are not counted.",
         lifespan=lifespan,
     )

@@ -1,4 +1,4 @@
-"""T'yr-style allocation search against GISP on stories260K: held-out perplexity at 0.2–0.5 on
+"""T'yr-style allocation search against GISP (stories260K, or --model): held-out perplexity at 0.2–0.5 on
 TinyStories (the part of tinystories_val.txt no calibration saw), WikiText-2 test and C4, with
 the wall time and peak RSS of each run.
 
@@ -7,7 +7,8 @@ Configurations: gisp (fisher, 16 steps) without and with the reconstruction stag
 allocation, tyr's local pruner alone (its ladders' centre, no search), and the hybrid (tyr seeded
 with GISP's one-shot allocation). Every run is its own process, so its peak RSS is its own; all
 run with one torch thread. Calibration: 64 windows × 256 tokens of the first quarter of
-tinystories_val.txt (`common.split_tinystories`, as bench/quality.py).
+tinystories_val.txt (`common.split_tinystories`, as bench/quality.py). `--tyr name=value,...`
+overrides tyr settings (a reduced search budget for a larger model); `--steps` is gisp's.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def child(spec: dict) -> None:
     import gisp
 
     split_eval, calibration = Path(spec["evaluation"]), Path(spec["calibration"])
-    base = gisp.load_model(str(common.STORIES))
+    model = spec["model"]
+    base = gisp.load_model(model)
     sets = common.eval_sets(base.tokenizer, split_eval, spec["seq_len"], spec["eval_windows"], SETS)
     del base
     settings = gisp.PruneSettings(
@@ -55,12 +57,13 @@ def child(spec: dict) -> None:
         seq_len=spec["seq_len"],
         seed=spec["seed"],
         heldout=0,
+        steps=spec["steps"],
         **spec["settings"],
     )
     measured = common.Measured()
     started = time.perf_counter()
     trajectory, _ = gisp.run(
-        str(common.STORIES),
+        model,
         calibration,
         settings,
         observer=common.eval_observer(measured),
@@ -98,11 +101,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=16, help="gisp's schedule steps")
+    parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
+    parser.add_argument("--tyr", default="", help="tyr settings over the defaults, e.g. tyr_rounds=2,tyr_generations=4")
     args = parser.parse_args()
     if args.quick:
         args.targets, args.samples, args.eval_windows = "0.5", 16, 8
     common.setup(args)
-    common.require_assets(common.STORIES, common.TINYSTORIES, common.WIKITEXT, common.C4)
+    model = args.model or common.STORIES
+    common.require_assets(model, common.TINYSTORIES, common.WIKITEXT, common.C4)
+    overrides = tyr_overrides(args.tyr)
     targets = [float(t) for t in args.targets.split(",")]
     split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-tyr-")))
     runs = []
@@ -116,7 +124,9 @@ def main() -> None:
                 seq_len=args.seq_len,
                 eval_windows=args.eval_windows,
                 seed=seed,
-                settings=CONFIGS[label],
+                steps=args.steps,
+                model=str(model),
+                settings=CONFIGS[label] | (overrides if CONFIGS[label]["method"] == "tyr" else {}),
             )
             done = subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
@@ -138,15 +148,31 @@ def main() -> None:
     common.write_json({"settings": {k: str(v) for k, v in vars(args).items()}, "targets": targets, "runs": runs}, args)
 
 
+def tyr_overrides(text: str) -> dict:
+    """`name=value,...` as tyr settings (lists as `a/b`: tyr_stage_samples=2/8), checked by PruneSettings."""
+    import gisp
+
+    out: dict = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if not name.startswith("tyr_"):
+            raise SystemExit(f"--tyr takes tyr_* settings, not {name!r}")
+        parts = [json.loads(v) if v[:1].isdigit() else v for v in value.split("/")]
+        out[name] = parts if name in ("tyr_stage_samples", "tyr_stage_keep") else parts[0]
+    gisp.PruneSettings(targets=[0.5], method="tyr", **out)  # a bad name or value fails here, before any run
+    return out
+
+
 def report(args, targets: list[float], runs: list[dict]) -> None:
     if not runs:
         return
     dense = runs[0]["dense"]
     labels = list(dict.fromkeys(r["label"] for r in runs))
     text = [
-        common.run_header("tyr vs gisp, stories260K", args),
+        common.run_header(f"tyr vs gisp, {Path(str(args.model or common.STORIES)).name}", args),
         f"Calibration: {args.samples} windows × {args.seq_len} tokens of the first quarter of "
-        f"tinystories_val.txt; evaluation: the first {args.eval_windows} windows × {args.seq_len} tokens of the "
+        f"tinystories_val.txt; gisp {args.steps} steps; tyr overrides: {args.tyr or 'none'}; "
+        f"evaluation: the first {args.eval_windows} windows × {args.seq_len} tokens of the "
         "rest of it, of wiki.test.raw and of c4_sample.jsonl. Perplexity (× dense in brackets), mean ± std over "
         f"seeds (n). Dense: " + ", ".join(f"{k} {v:.2f}" for k, v in dense.items()) + "\n",
     ]

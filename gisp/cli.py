@@ -133,10 +133,10 @@ def _run_prune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gisp.export import export_all
+    from gisp.methods.search import SearchProgress
     from gisp.pruner import PruneObserver, StepReport
     from gisp.run import run
     from gisp.trajectory import Trajectory
-    from gisp.tyr.allocate import SearchProgress
 
     settings = settings_from_args(args)
     out = Path(args.out)

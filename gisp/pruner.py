@@ -18,15 +18,15 @@ from gisp.errors import ConfigError, PruningStopped
 from gisp.importance.checkpointing import gradient_checkpointing
 from gisp.loading import LoadedModel
 from gisp.masking import structure_masks, unit_masks
-from gisp.methods import MethodContext, get_method
-from gisp.objectives import get_objective
+from gisp.methods import MethodContext, PruningMethod, get_method
+from gisp.methods.search import SearchContext, SearchProgress
+from gisp.objectives import Objective, get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.reconstruction.tensors import reconstruction_file, tensors_bytes, write_atomic
 from gisp.schedule import linear_goal, nearest_count
 from gisp.stopping import check_stop, checked
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
-from gisp.tyr.allocate import SearchContext, SearchProgress
 
 Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
 
@@ -196,8 +196,8 @@ def prune(
 
 def _search_targets(
     loaded: LoadedModel,
-    method,
-    objective,
+    method: PruningMethod,
+    objective: Objective,
     batches: list,
     settings: PruneSettings,
     trajectory: Trajectory,

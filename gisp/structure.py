@@ -10,6 +10,7 @@ are not prunable and not counted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -147,3 +148,10 @@ class Structure:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Structure:
         return cls(attn=[list(map(int, x)) for x in data["attn"]], mlp=[list(map(int, x)) for x in data["mlp"]])
+
+
+def is_nested(structures: Iterable[Structure]) -> bool:
+    """Whether each structure, given from least to most pruned, is a subnetwork of the one before
+    (true of a ranking method's checkpoints; a search-based method's are searched apart)."""
+    ordered = list(structures)
+    return all(b.is_subset_of(a) for a, b in zip(ordered, ordered[1:], strict=False))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gisp.errors import ConfigError
-from gisp.structure import ArchSpec, Structure
+from gisp.structure import ArchSpec, Structure, is_nested
 
 FORMAT_VERSION = 1
 
@@ -92,8 +92,7 @@ class Trajectory:
     def nested(self) -> bool:
         """Whether each checkpoint's structure is a subnetwork of the one below it in sparsity (true
         of the ranking methods; a search-based method's targets are searched independently)."""
-        ordered = sorted(self.checkpoints, key=lambda r: r.target)
-        return all(b.structure.is_subset_of(a.structure) for a, b in zip(ordered, ordered[1:], strict=False))
+        return is_nested(r.structure for r in sorted(self.checkpoints, key=lambda r: r.target))
 
     def checkpoint(self, target: float) -> CheckpointRecord:
         for record in self.checkpoints:

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from typing import Literal
 
 from gisp.loading import DTYPES
+from gisp.methods.search import SearchProgress
 from gisp.pruner import PruneObserver, StepReport
 from gisp.trajectory import CheckpointRecord, Trajectory
-from gisp.tyr.allocate import SearchProgress
 from gisp_service.api.webhooks import events as webhook_events
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.ids import new_id

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from gisp_service.api.checkpoints import conditional, service
-from gisp_service.api.checkpoints.schemas import CheckpointOut
+from gisp_service.api.checkpoints.schemas import CheckpointOut, CheckpointPage
 from gisp_service.api.deps import AppContext, ReadSession, TenantId
 from gisp_service.api.errors import problems
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page, PageAfter, PageLimit
+from gisp_service.api.schemas import PageAfter, PageLimit
 
 router = APIRouter(tags=["checkpoints"], responses=problems(401), generate_unique_id_function=operation_id)
 TAR = "application/x-tar"
@@ -20,14 +20,13 @@ GGUF = "application/octet-stream"
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get(
-    "/v1/jobs/{job_id}/checkpoints", name="list", response_model=Page[CheckpointOut], responses=problems(404, 422)
-)
+@router.get("/v1/jobs/{job_id}/checkpoints", name="list", response_model=CheckpointPage, responses=problems(404, 422))
 def list_checkpoints(
     job_id: str, session: ReadSession, tenant: TenantId, limit: PageLimit = 20, after: PageAfter = None
 ):
     """The job's registered checkpoints, by target sparsity, a page at a time (`after`: the last
-    checkpoint id of the previous page)."""
+    checkpoint id of the previous page); `nested` says whether they all are subnetworks of each
+    less sparse one (a ranking method's are; a `tyr` job's usually are not)."""
     return service.for_job(session, tenant, job_id, limit, after)
 
 

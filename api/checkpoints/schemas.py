@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gisp_service.api.schemas import Page
+
 
 class LayerWidth(BaseModel):
     kv_groups: int
@@ -11,7 +13,7 @@ class LayerWidth(BaseModel):
 
 
 class CheckpointOut(BaseModel):
-    """A nested checkpoint. `sparsity` is the fraction of attention+MLP parameters removed;
+    """A registered checkpoint. `sparsity` is the fraction of attention+MLP parameters removed;
     `parameter_count` counts the whole model (embeddings and LM head included, tied weights
     once); `bytes` is parameter_count × dtype size, the exact size of the weights in
     model.safetensors (its small JSON header not counted), known before materializing. `sha256` is
@@ -58,3 +60,13 @@ class CheckpointOut(BaseModel):
     sha256: str | None
     gguf_sha256: str | None
     created_at: datetime
+
+
+class CheckpointPage(Page[CheckpointOut]):
+    """A page of a job's checkpoints, by target sparsity."""
+
+    nested: bool = Field(
+        description="whether every checkpoint of the job registered so far (all pages) is a subnetwork of each "
+        "less sparse one: true of every ranking method by construction; "
+        "method `tyr` searches each target apart, so its checkpoints usually are not"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gisp.structure import Structure, is_nested
 from gisp_service.api.checkpoints.materialize import NotMaterializable, materialize_checkpoint
 from gisp_service.api.errors import ApiProblem, found
 from gisp_service.api.jobs import service as job_service
@@ -35,9 +36,11 @@ def get(session: Session, tenant_id: str, checkpoint_id: str) -> Checkpoint:
 
 
 def for_job(session: Session, tenant_id: str, job_id: str, limit: int, after: str | None) -> dict[str, Any]:
+    """A page of the job's checkpoints, and whether all of them (not only this page) are nested."""
     job = job_service.get(session, tenant_id, job_id)
     rows, more = checkpoint_repo.page_for_job(session, job.id, limit, after)
-    return {"data": rows, "has_more": more}
+    structures = checkpoint_repo.structures_for_job(session, job.id)
+    return {"data": rows, "has_more": more, "nested": is_nested(map(Structure.from_dict, structures))}
 
 
 def select(

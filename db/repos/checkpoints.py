@@ -36,6 +36,12 @@ def for_job(session: Session, job_id: str) -> list[Checkpoint]:
     )
 
 
+def structures_for_job(session: Session, job_id: str) -> list[dict]:
+    """The kept structure of each of the job's checkpoints, by target."""
+    query = select(Checkpoint.structure).where(Checkpoint.job_id == job_id).order_by(Checkpoint.target_sparsity)
+    return list(session.scalars(query))
+
+
 def page_for_job(session: Session, job_id: str, limit: int, after: str | None) -> tuple[list[Checkpoint], bool]:
     """A page of the job's checkpoints by target, after the checkpoint `after` (its id is the cursor)."""
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)

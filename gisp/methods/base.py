@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from gisp.adapters import ArchitectureAdapter
+from gisp.methods.search import SearchContext, SearchOutcome
 from gisp.objectives import Batch, Objective
 from gisp.registry import Registry
 from gisp.structure import Structure, Unit
@@ -44,11 +45,16 @@ class PruningMethod(ABC):
     name: str = ""
     iterative: bool = True  # False: the whole schedule is one step, whatever `steps` says
     # True: the method finds each target's structure (and weights) itself by search, target by
-    # target, through `search_targets`; `rank` is then not used (gisp.pruner dispatches)
+    # target, through `search_target`; `rank` is then not used (gisp.pruner dispatches)
     searches: bool = False
 
     @abstractmethod
     def rank(self, ctx: MethodContext) -> Ranking: ...
+
+    def search_target(self, ctx: SearchContext, target: float) -> SearchOutcome:
+        """A search-based method's structure and re-solved weights for `target`, searched from the
+        dense model in `ctx` (the same context for every target of a run)."""
+        raise NotImplementedError(f"method {self.name!r} ranks units; it does not search targets")
 
 
 METHODS: Registry[type[PruningMethod]] = Registry("method", group="gisp.methods")

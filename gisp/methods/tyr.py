@@ -7,7 +7,8 @@ independently and need not be nested."""
 from __future__ import annotations
 
 from gisp.methods.base import MethodContext, PruningMethod, Ranking, register_method
-from gisp.tyr.allocate import SearchContext, SearchOutcome, TyrSession
+from gisp.methods.search import SearchContext, SearchOutcome
+from gisp.tyr.allocate import TyrSession
 
 
 @register_method

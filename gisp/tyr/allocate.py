@@ -10,64 +10,19 @@ The search never changes the removed parameter count, so the result has the star
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from gisp.adapters import ArchitectureAdapter
 from gisp.methods.common import calibration_loss
-from gisp.objectives import Batch, Objective
+from gisp.methods.search import SearchContext, SearchOutcome, SearchProgress
 from gisp.schedule import nearest_count
 from gisp.structure import KINDS, ArchSpec, Structure
 from gisp.tyr.fitness import DenseReference
 from gisp.tyr.search import Space, evolve
 from gisp.tyr.supernet import Block, Supernet
 
-if TYPE_CHECKING:  # config imports the methods, which import this module
-    from gisp.config import PruneSettings
-
-
-@dataclass
-class SearchProgress:
-    """Where a search-based method stands inside one target."""
-
-    target: float
-    round: int  # 1-based
-    rounds: int
-    phase: str  # "ladder" (layers built so far) or "search" (generations so far)
-    done: int
-    total: int
-    best_fitness: float | None  # KL from the dense model of the best allocation so far (search)
-    seconds: float  # since the target's search started
-
-
-@dataclass
-class SearchContext:
-    model: nn.Module
-    adapter: ArchitectureAdapter
-    objective: Objective
-    batches: list[Batch]
-    device: torch.device
-    settings: PruneSettings
-    pad: int
-    protected: set[int]
-    report: Callable[[SearchProgress], None]
-    should_stop: Callable[[], bool]
-
-
-@dataclass
-class SearchOutcome:
-    structure: Structure
-    # the re-solved output projections of the pruned blocks, by their names in the model's state
-    # dict (as the reconstruction stage stores a checkpoint's tensors), over the kept units' columns
-    weights: dict[str, Tensor]
-    loss: float  # the calibration objective of the result
-    fitness: float  # its KL from the dense model on the last stage's sequences
-    applied: Callable[[], AbstractContextManager]  # the dense model runs as the result inside it
+__all__ = ["SearchContext", "SearchOutcome", "SearchProgress", "TyrSession", "gisp_counts", "uniform_counts"]
 
 
 def uniform_counts(spec: ArchSpec, target: float, protected: set[int]) -> dict[Block, int]:

@@ -17,11 +17,12 @@ from safetensors.torch import load
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError, PruningStopped
 from gisp.export import export_all, load_pruned, reconstruction_file
+from gisp.methods.search import SearchContext
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import PruneObserver, new_trajectory, prune
 from gisp.trajectory import Trajectory
-from gisp.tyr.allocate import SearchContext, TyrSession, uniform_counts
+from gisp.tyr.allocate import TyrSession, uniform_counts
 from gisp.tyr.local import ladder
 from gisp.tyr.search import Space, evolve, mutate
 from gisp.tyr.supernet import LevelProjection

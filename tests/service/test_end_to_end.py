@@ -41,6 +41,7 @@ def test_checkpoints_are_registered_nested_and_selectable(service, finished_job)
     assert response.status_code == 200
     checkpoints = response.json()["data"]
     assert [c["target_sparsity"] for c in checkpoints] == [0.2, 0.4]
+    assert response.json()["nested"] is True  # a ranking method's family
     small, smaller = checkpoints
     assert small["parameter_count"] > smaller["parameter_count"]
     assert small["bytes"] == small["parameter_count"] * 4

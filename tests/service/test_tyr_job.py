@@ -41,9 +41,17 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     assert {d["target"] for d in generations} == {0.3, 0.5}
     assert all(d["best_fitness"] >= 0 for d in generations)
     assert [d["done"] for d in search if d["phase"] == "ladder" and d["target"] == 0.3] == [1, 2, 3, 4, 5]
-    checkpoints = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()["data"]
+    listing = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()
+    checkpoints = listing["data"]
     assert [c["target_sparsity"] for c in checkpoints] == [0.3, 0.5]
     assert all(abs(c["sparsity"] - c["target_sparsity"]) < 0.002 for c in checkpoints)
+    # the listing says what the stored structures are: the two targets were searched apart and the
+    # 0.5 structure is not a subnetwork of the 0.3 one, which a client selecting by budget must know
+    trajectory = Trajectory.load(service.rt.store.trajectory_path(job["id"]))
+    small, large = (trajectory.checkpoint(t).structure for t in (0.3, 0.5))
+    assert listing["nested"] is large.is_subset_of(small) is False
+    first = service.client.get(f"/v1/jobs/{job['id']}/checkpoints?limit=1", headers=service.headers()).json()
+    assert len(first["data"]) == 1 and first["has_more"] and first["nested"] is False  # the family's, not the page's
     # the download carries the re-solved weights: it computes what the trajectory and tensors rebuild
     checkpoint = checkpoints[1]
     response = service.client.get(f"/v1/checkpoints/{checkpoint['id']}/download", headers=service.headers())
@@ -51,7 +59,6 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
         tar.extractall(tmp_path / "ckpt", filter="data")
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
-    trajectory = Trajectory.load(service.rt.store.trajectory_path(job["id"]))
     trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
     record = trajectory.checkpoint(0.5)
     assert record.reconstruction == "tyr"

@@ -1,0 +1,64 @@
+"""The interface of a search-based method: it finds each target's structure (and re-solved
+weights) itself, target by target, instead of ranking units for the pruner's schedule.
+
+The pruner builds one `SearchContext` per run and calls `PruningMethod.search_target` for every
+target; what a method keeps between targets (ladders, a dense reference) is its own business."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from gisp.adapters import ArchitectureAdapter
+from gisp.objectives import Batch, Objective
+from gisp.structure import Structure
+
+if TYPE_CHECKING:  # config imports the methods
+    from gisp.config import PruneSettings
+
+
+@dataclass
+class SearchProgress:
+    """Where a search-based method stands inside one target."""
+
+    target: float
+    round: int  # 1-based
+    rounds: int
+    phase: str  # "ladder" (layers built so far) or "search" (generations so far)
+    done: int
+    total: int
+    best_fitness: float | None  # KL from the dense model of the best allocation so far (search)
+    seconds: float  # since the target's search started
+
+
+@dataclass
+class SearchContext:
+    """What a search sees: the dense model, the calibration batches, the run's settings, and the
+    observer's progress and stop callbacks."""
+
+    model: nn.Module
+    adapter: ArchitectureAdapter
+    objective: Objective
+    batches: list[Batch]
+    device: torch.device
+    settings: PruneSettings
+    pad: int
+    protected: set[int]
+    report: Callable[[SearchProgress], None]
+    should_stop: Callable[[], bool]
+
+
+@dataclass
+class SearchOutcome:
+    structure: Structure
+    # the re-solved output projections of the pruned blocks, by their names in the model's state
+    # dict (as the reconstruction stage stores a checkpoint's tensors), over the kept units' columns
+    weights: dict[str, Tensor]
+    loss: float  # the calibration objective of the result
+    fitness: float  # its KL from the dense model on the last stage's sequences
+    applied: Callable[[], AbstractContextManager]  # the dense model runs as the result inside it
