@@ -36,7 +36,12 @@ def methods(args) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default="gisp:fisher,wanda-sp", help="method[:importance], comma separated")
-    parser.add_argument("--variants", default="bias,lstsq,lstsq-select")
+    parser.add_argument(
+        "--variants",
+        default="bias,lstsq,lstsq-select",
+        help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
+        "the engine), plain NAME measures the refit alone",
+    )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
     parser.add_argument("--seeds", type=int, default=None)
@@ -94,12 +99,13 @@ def main() -> None:
             calibration = prepared.calibration
             rows += checkpoint_rows(label, seed, "none", None, trajectory.checkpoints)
             for variant in args.variants.split(","):
-                for lam in lambdas if variant != "bias" else [lambdas[0]]:
+                name, _, guard = variant.partition("+")
+                for lam in lambdas if name != "bias" else [lambdas[0]]:
                     copied = copy.deepcopy(trajectory)
-                    copied.settings = {**copied.settings, "reconstruct": variant, "reconstruct_lambda": lam}
+                    copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
-                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure)
+                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure, guard=guard == "guard")
                     recon_s = time.perf_counter() - started  # includes measuring the checkpoints
                     rows += checkpoint_rows(label, seed, variant, lam, copied.checkpoints)
                     costs.append(
@@ -113,6 +119,9 @@ def main() -> None:
                         + ", ".join(f"{t:g}: {v:.2f}" for t, v in at.items()),
                         flush=True,
                     )
+                    for r in copied.checkpoints:
+                        if r.reconstruction_rejected:
+                            print(f"  guard: {r.reconstruction_rejected}", flush=True)
             at = {
                 r["target"]: r["ppl"]["tinystories"]
                 for r in rows
@@ -141,6 +150,7 @@ def checkpoint_rows(label: str, seed: int, variant: str, lam: float | None, reco
             target=r.target,
             ppl=r.metrics,
             sparsity=r.sparsity,
+            rejected=r.reconstruction_rejected,  # the guard kept the weights as cut (why, with both losses)
             kv_groups_kept=[len(k) for k in r.structure.attn],  # per layer: the allocation across layers
             mlp_kept=[len(k) for k in r.structure.mlp],
         )
