@@ -63,8 +63,14 @@ def main() -> None:
     common.setup(args)
     common.require_assets(common.STORIES, common.TINYSTORIES, common.WIKITEXT, common.C4)
 
+    import logging
+
     import gisp
     from gisp.reconstruction.stage import reconstruct_checkpoints
+
+    guard_log = logging.getLogger("gisp.reconstruction.guard")  # each guard verdict, with both losses
+    guard_log.setLevel(logging.INFO)
+    guard_log.addHandler(logging.StreamHandler(sys.stdout))
 
     model = str(args.model or common.STORIES)
     targets = [float(t) for t in args.targets.split(",")]

@@ -12,6 +12,7 @@ a warning to the observer)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from gisp.reconstruction.guard import guard_examples, judge
 from gisp.reconstruction.stream import Hooks, Result, catch_inputs, reconstruct
 from gisp.reconstruction.tensors import reconstructed_view, reconstruction_file, tensors_bytes, write_atomic
 from gisp.trajectory import Trajectory
+
+log = logging.getLogger("gisp.reconstruction.guard")
 
 
 def needs_reconstruction(settings: PruneSettings) -> bool:
@@ -107,6 +110,13 @@ def reconstruct_checkpoints(
         record.unreconstructed_metrics = dict(record.metrics)
         if held:
             verdict = judge(model, adapter, objective, held, (result.structure, result.tensors), record.structure)
+            log.info(
+                "%s: guard: refit %.4f, weights as cut %.4f on the held-back sequences: %s",
+                record.name,
+                verdict.refit_loss,
+                verdict.cut_loss,
+                "kept" if verdict.keep else "rejected",
+            )
             if verdict.keep:  # the same refit on every sequence: what was checked, with a third more tokens
                 result = refit(False)
             else:
