@@ -49,6 +49,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=None)
+    parser.add_argument(
+        "--reconstruct-samples",
+        type=int,
+        default=0,
+        help="windows the refit fits on (0: the calibration set; more draws further windows, the pruning is unchanged)",
+    )
     parser.add_argument("--calib-fraction", type=float, default=0.25)
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
@@ -66,7 +72,7 @@ def main() -> None:
     import logging
 
     import gisp
-    from gisp.reconstruction.stage import reconstruct_checkpoints
+    from gisp.reconstruction.stage import reconstruct_checkpoints, reconstruction_examples
 
     guard_log = logging.getLogger("gisp.reconstruction.guard")  # each guard verdict, with both losses
     guard_log.setLevel(logging.INFO)
@@ -97,12 +103,13 @@ def main() -> None:
                 seed=seed,
                 heldout=0,
                 reconstruct="none",
+                reconstruct_samples=args.reconstruct_samples,
             )
             started = time.perf_counter()
             trajectory, prepared = gisp.run(model, split.calibration, settings, measure=measure)
             prune_s = time.perf_counter() - started
             del prepared.loaded
-            calibration = prepared.calibration
+            calibration = reconstruction_examples(prepared.calibration, prepared.extra, settings)
             rows += checkpoint_rows(label, seed, "none", None, trajectory.checkpoints)
             for variant in args.variants.split(","):
                 name, _, guard = variant.partition("+")
@@ -255,7 +262,9 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     text = [
         common.run_header(f"Reconstruction, {Path(str(args.model)).name if args.model else 'stories260K'}", args),
         f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from the first part of "
-        f"tinystories_val.txt; {args.steps} steps. Evaluation: {args.eval_windows} windows × {args.seq_len} "
+        f"tinystories_val.txt; {args.steps} steps"
+        + (f"; the refit fits on {args.reconstruct_samples} windows" if args.reconstruct_samples else "")
+        + f". Evaluation: {args.eval_windows} windows × {args.seq_len} "
         "tokens of the rest of tinystories_val.txt, wiki.test.raw, c4_sample.jsonl. Perplexity; mean ± std "
         "over seeds; × dense in brackets.\n",
         "Dense: " + ", ".join(f"{k} {v:.2f}" for k, v in dense.items()) + "\n",
