@@ -36,7 +36,12 @@ def methods(args) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default="gisp:fisher,wanda-sp", help="method[:importance], comma separated")
-    parser.add_argument("--variants", default="bias,lstsq,lstsq-select")
+    parser.add_argument(
+        "--variants",
+        default="bias,lstsq,lstsq-select",
+        help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
+        "the engine), plain NAME measures the refit alone",
+    )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
     parser.add_argument("--seeds", type=int, default=None)
@@ -44,6 +49,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=None)
+    parser.add_argument(
+        "--reconstruct-samples",
+        type=int,
+        default=0,
+        help="windows the refit fits on (0: the calibration set; more draws further windows, the pruning is unchanged)",
+    )
     parser.add_argument("--calib-fraction", type=float, default=0.25)
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
@@ -58,8 +69,14 @@ def main() -> None:
     common.setup(args)
     common.require_assets(common.STORIES, common.TINYSTORIES, common.WIKITEXT, common.C4)
 
+    import logging
+
     import gisp
-    from gisp.reconstruction.stage import reconstruct_checkpoints
+    from gisp.reconstruction.stage import reconstruct_checkpoints, reconstruction_examples
+
+    guard_log = logging.getLogger("gisp.reconstruction.guard")  # each guard verdict, with both losses
+    guard_log.setLevel(logging.INFO)
+    guard_log.addHandler(logging.StreamHandler(sys.stdout))
 
     model = str(args.model or common.STORIES)
     targets = [float(t) for t in args.targets.split(",")]
@@ -86,20 +103,22 @@ def main() -> None:
                 seed=seed,
                 heldout=0,
                 reconstruct="none",
+                reconstruct_samples=args.reconstruct_samples,
             )
             started = time.perf_counter()
             trajectory, prepared = gisp.run(model, split.calibration, settings, measure=measure)
             prune_s = time.perf_counter() - started
             del prepared.loaded
-            calibration = prepared.calibration
+            calibration = reconstruction_examples(prepared.calibration, prepared.extra, settings)
             rows += checkpoint_rows(label, seed, "none", None, trajectory.checkpoints)
             for variant in args.variants.split(","):
-                for lam in lambdas if variant != "bias" else [lambdas[0]]:
+                name, _, guard = variant.partition("+")
+                for lam in lambdas if name != "bias" else [lambdas[0]]:
                     copied = copy.deepcopy(trajectory)
-                    copied.settings = {**copied.settings, "reconstruct": variant, "reconstruct_lambda": lam}
+                    copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
-                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure)
+                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure, guard=guard == "guard")
                     recon_s = time.perf_counter() - started  # includes measuring the checkpoints
                     rows += checkpoint_rows(label, seed, variant, lam, copied.checkpoints)
                     costs.append(
@@ -113,6 +132,9 @@ def main() -> None:
                         + ", ".join(f"{t:g}: {v:.2f}" for t, v in at.items()),
                         flush=True,
                     )
+                    for r in copied.checkpoints:
+                        if r.reconstruction_rejected:
+                            print(f"  guard: {r.reconstruction_rejected}", flush=True)
             at = {
                 r["target"]: r["ppl"]["tinystories"]
                 for r in rows
@@ -141,6 +163,7 @@ def checkpoint_rows(label: str, seed: int, variant: str, lam: float | None, reco
             target=r.target,
             ppl=r.metrics,
             sparsity=r.sparsity,
+            rejected=r.reconstruction_rejected,  # the guard kept the weights as cut (why, with both losses)
             kv_groups_kept=[len(k) for k in r.structure.attn],  # per layer: the allocation across layers
             mlp_kept=[len(k) for k in r.structure.mlp],
         )
@@ -239,7 +262,9 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     text = [
         common.run_header(f"Reconstruction, {Path(str(args.model)).name if args.model else 'stories260K'}", args),
         f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from the first part of "
-        f"tinystories_val.txt; {args.steps} steps. Evaluation: {args.eval_windows} windows × {args.seq_len} "
+        f"tinystories_val.txt; {args.steps} steps"
+        + (f"; the refit fits on {args.reconstruct_samples} windows" if args.reconstruct_samples else "")
+        + f". Evaluation: {args.eval_windows} windows × {args.seq_len} "
         "tokens of the rest of tinystories_val.txt, wiki.test.raw, c4_sample.jsonl. Perplexity; mean ± std "
         "over seeds; × dense in brackets.\n",
         "Dense: " + ", ".join(f"{k} {v:.2f}" for k, v in dense.items()) + "\n",

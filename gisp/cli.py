@@ -193,6 +193,7 @@ def _run_prune(args: argparse.Namespace) -> int:
             "metrics": r.metrics,
             "unreconstructed_metrics": r.unreconstructed_metrics,
             "reconstruction": r.reconstruction,
+            "reconstruction_rejected": r.reconstruction_rejected,
             "path": str(path),
         }
         for r, path in zip(sorted(trajectory.checkpoints, key=lambda r: r.target), paths, strict=True)

@@ -118,10 +118,12 @@ class PruneSettings:
     )
     gradient_checkpointing: bool = _setting(False, "recompute activations in scoring passes (long sequences)")
     reconstruct: str = _setting(
-        "lstsq-select",
+        "lstsq-select-anchored",
         "after pruning, re-fit each checkpoint's o_proj/down_proj to the dense model on the calibration "
         "tokens: none (GISP as published), bias (FLAP's mean compensation), lstsq (ridge refit), "
-        "lstsq-select (the refit also picks which units go inside a layer)",
+        "lstsq-select (the refit also picks which units go inside a layer), lstsq-anchored and "
+        "lstsq-select-anchored (their ridge term pulls toward the weights as cut, not zero); a refit that "
+        "raises the objective's loss on held-back calibration sequences is not kept",
         choices=reconstruction_names,
     )
     reconstruct_lambda: float = _setting(

@@ -35,6 +35,8 @@ class CheckpointRecord:
     reconstruction: str | None = None
     reconstruction_sha256: str | None = None
     unreconstructed_metrics: dict[str, float] = field(default_factory=dict)
+    # why the stage's guard kept the weights as cut (reconstruction then stays None); None otherwise
+    reconstruction_rejected: str | None = None
 
     @classmethod
     def of(cls, structure: Structure, spec: ArchSpec, target: float, step: int, loss: float) -> CheckpointRecord:

@@ -35,7 +35,7 @@ class CheckpointOut(BaseModel):
                     "bytes": 707328,
                     "flops_per_token": 418816,
                     "metrics": {"perplexity": 9.6},
-                    "reconstruction": "lstsq-select",
+                    "reconstruction": "lstsq-select-anchored",
                     "unreconstructed_metrics": {"perplexity": 14.2},
                     "layers": [{"kv_groups": 3, "channels": 101}],
                     "sha256": None,

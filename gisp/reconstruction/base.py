@@ -58,6 +58,7 @@ class Reconstruction(ABC):
     selects: bool = False  # it may choose other units inside a layer than the global ranking did
     validates: bool = False  # its ridge term is chosen on held-back calibration sequences (stream._validated)
     adds_bias: bool = False  # the export's o_proj/down_proj get biases (the folder's config says so)
+    anchored: bool = False  # its ridge term pulls toward the weights as cut, not toward zero
 
     @abstractmethod
     def refit(self, stats: ProjectionStats) -> Refit: ...

@@ -1,6 +1,7 @@
 """The built-in variants: `none` (GISP as published), `bias` (FLAP's baseline compensation),
-`lstsq` (ridge refit of the kept columns) and `lstsq-select` (the refit, with the units that go
-inside a layer chosen by the refit's own error)."""
+`lstsq` (ridge refit of the kept columns), `lstsq-select` (the refit, with the units that go
+inside a layer chosen by the refit's own error), and their `-anchored` forms (the ridge term pulls
+toward the weights as cut instead of toward zero)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,19 @@ class BiasCompensation(Reconstruction):
         return Refit(stats.keep, stats.dense_weight[:, stats.columns(stats.keep, every)], bias)
 
 
-def solve_kept(stats: ProjectionStats, keep: list[int]) -> Tensor:
+def cut_weight(stats: ProjectionStats, keep: list[int]) -> Tensor:
+    """The dense projection's columns of `keep`: the weights as cut, [out, len(keep) × unit_size]."""
+    every = list(range(len(stats.dense_mean) // stats.unit_size))
+    return stats.dense_weight[:, stats.columns(keep, every)]
+
+
+def solve_kept(stats: ProjectionStats, keep: list[int], anchored: bool = False) -> Tensor:
+    """The ridge refit of `keep`'s columns; `anchored` pulls it toward the weights as cut, not zero."""
     cols = stats.columns(keep, stats.candidates).to(stats.gram.device)
     if len(cols) == 0:
         return stats.dense_weight.new_zeros(stats.dense_weight.shape[0], 0)
-    w = ridge_solve(stats.gram[cols][:, cols], stats.cross[cols], stats.damp, what=stats.what)
+    prior = cut_weight(stats, keep).T.to(stats.gram.device) if anchored else None
+    w = ridge_solve(stats.gram[cols][:, cols], stats.cross[cols], stats.damp, what=stats.what, prior=prior)
     return w.T.to(stats.dense_weight.dtype)
 
 
@@ -60,7 +69,7 @@ class LeastSquares(Reconstruction):
     validates = True
 
     def refit(self, stats: ProjectionStats) -> Refit:
-        return Refit(stats.keep, solve_kept(stats, stats.keep), None)
+        return Refit(stats.keep, solve_kept(stats, stats.keep, self.anchored), None)
 
 
 ROUNDS = 8  # removal rounds between exact re-solves
@@ -78,7 +87,25 @@ class LeastSquaresSelect(Reconstruction):
 
     def refit(self, stats: ProjectionStats) -> Refit:
         keep = select_units(stats, len(stats.keep))
-        return Refit(keep, solve_kept(stats, keep), None)
+        return Refit(keep, solve_kept(stats, keep, self.anchored), None)
+
+
+@register_reconstruction
+class AnchoredLeastSquares(LeastSquares):
+    """`lstsq` with the ridge term pulling toward the weights as cut: W = (G + λ'I)⁻¹ (C + λ'W0).
+    The validated λ ladder then runs from the refit to the cut weights instead of toward zero,
+    which a refit on few tokens for a wide layer (SmolLM2-135M's 1,536-wide down_proj) needs."""
+
+    name = "lstsq-anchored"
+    anchored = True
+
+
+@register_reconstruction
+class AnchoredLeastSquaresSelect(LeastSquaresSelect):
+    """`lstsq-select` (Gram-chosen units) with the anchored refit of `lstsq-anchored`."""
+
+    name = "lstsq-select-anchored"
+    anchored = True
 
 
 def select_units(stats: ProjectionStats, count: int) -> list[int]:

@@ -7,9 +7,10 @@ Stable API (other stages reuse it):
   batch (`x` [..., in], `y` [..., out]); it keeps `gram` = XᵀX [in, in], `cross` = XᵀY [in, out]
   (when targets are given), `sum_x`, `sum_y` and `count` (rows seen), all float64 on the
   inputs' device. `.solve(damp)` is `ridge_solve(gram, cross, damp)`.
-- `ridge_solve(gram, cross, damp, what="")` returns W [in, out] minimising ‖XW − Y‖² +
-  damp·mean(diag G)·‖W‖², i.e. W = (G + damp·mean(diag G)·I)⁻¹ C, in float64. An nn.Linear
-  that maps X to Y takes `W.T` as its weight. `what` names the solve in logs and errors.
+- `ridge_solve(gram, cross, damp, what="", prior=None)` returns W [in, out] minimising ‖XW − Y‖² +
+  damp·mean(diag G)·‖W − W0‖², i.e. W = (G + λ'I)⁻¹ (C + λ'W0) with λ' = damp·mean(diag G), in
+  float64; W0 = `prior` [in, out] (default zero: plain ridge). An nn.Linear that maps X to Y takes
+  `W.T` as its weight. `what` names the solve in logs and errors.
 
 Why float64 and a relative damp: a Gram matrix of a few thousand tokens over a wide layer is
 near-singular, and the damp scaled by the mean diagonal makes one λ mean the same thing for
@@ -30,8 +31,11 @@ log = logging.getLogger("gisp")
 ILL_CONDITIONED = 1e10  # (max/min Cholesky pivot)² above which a solve is logged as ill-conditioned
 
 
-def ridge_solve(gram: Tensor, cross: Tensor, damp: float, what: str = "") -> Tensor:
-    """W = (G + damp·mean(diag G)·I)⁻¹ C in float64 on `gram`'s device.
+def ridge_solve(gram: Tensor, cross: Tensor, damp: float, what: str = "", prior: Tensor | None = None) -> Tensor:
+    """W = (G + λ'I)⁻¹ (C + λ'·W0), λ' = damp·mean(diag G), in float64 on `gram`'s device.
+
+    `prior` W0 [in, out] is what the ridge term pulls toward (zero when None): with the weights as
+    cut, a growing damp goes from the refit to no refit at all instead of shrinking the weights.
 
     Cholesky first; when it fails (a singular or indefinite Gram with too small a damp) the
     damped system is solved by least squares, then by the pseudo-inverse. Ill-conditioning is
@@ -44,13 +48,18 @@ def ridge_solve(gram: Tensor, cross: Tensor, damp: float, what: str = "") -> Ten
         raise ValueError(f"{name}: cross {tuple(cross.shape)} does not match Gram {tuple(gram.shape)}")
     if damp < 0:
         raise ValueError(f"{name}: damp must be >= 0, not {damp}")
+    if prior is not None and tuple(prior.shape) != tuple(cross.shape):
+        raise ValueError(f"{name}: prior {tuple(prior.shape)} does not match cross {tuple(cross.shape)}")
     g = gram.to(torch.float64)
     c = cross.to(torch.float64)
     if not (torch.isfinite(g).all() and torch.isfinite(c).all()):
         raise ReconstructionError(f"{name}: the accumulated statistics are not finite", field="reconstruct")
     n = g.shape[0]
     scale = float(torch.diagonal(g).mean()) if n else 0.0
-    a = g + (damp * (scale if scale > 0 else 1.0)) * torch.eye(n, dtype=g.dtype, device=g.device)
+    ridge = damp * (scale if scale > 0 else 1.0)
+    a = g + ridge * torch.eye(n, dtype=g.dtype, device=g.device)
+    if prior is not None and ridge > 0:
+        c = c + ridge * prior.to(device=c.device, dtype=torch.float64)
     factor, info = torch.linalg.cholesky_ex(a)
     if int(info) == 0:
         pivots = torch.diagonal(factor)

@@ -24,7 +24,7 @@ from gisp.errors import PruningStopped, ReconstructionError
 from gisp.hf_remote.modeling_gisp import EmptyAttention
 from gisp.objectives import Batch
 from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit
-from gisp.reconstruction.builtin import solve_kept
+from gisp.reconstruction.builtin import cut_weight, solve_kept
 from gisp.reconstruction.solve import GramAccumulator
 from gisp.structure import Kind, Structure
 
@@ -164,11 +164,14 @@ def reconstruct(
     candidates: Structure | None = None,
     hooks: Hooks | None = None,
     caught: tuple[list[Tensor], list[list[LayerInput]]] | None = None,
+    holdout: bool = False,
 ) -> Result:
     """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
 
     `candidates` (a superset of `structure`, default the full model) is what a selecting variant
-    may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`."""
+    may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`.
+    `holdout`: a validating variant's final weights are solved without the held-back sequences
+    (not re-solved on every sequence), so those stay unseen for an end-to-end check."""
     hooks = hooks or Hooks()
     spec = adapter.spec
     layers = adapter.layers(model)
@@ -204,6 +207,7 @@ def reconstruct(
                 variant,
                 damp,
                 hooks,
+                holdout,
             )
             kept.kept(kind).append(keep)
         pruned_h = _run_layer(work, pruned_h, call)
@@ -232,6 +236,7 @@ def _refit_projection(
     variant: Reconstruction,
     damp: float,
     hooks: Hooks,
+    holdout: bool = False,
 ) -> list[int]:
     """Fit `work`'s projection of `kind` (sliced to `pool`), slice it to what stays, return that."""
     what = f"layer {index} {PROJECTION[kind]}"
@@ -273,7 +278,8 @@ def _refit_projection(
         tokens=acc.count if acc is not None else 0,
         damp=damp,
     )
-    refit = _validated(variant, stats, val) if variant.validates and acc is not None else variant.refit(stats)
+    validated = variant.validates and acc is not None
+    refit = _validated(variant, stats, val, holdout) if validated else variant.refit(stats)
     if refit.keep != pool:
         position = {u: p for p, u in enumerate(pool)}
         adapter.slice_layer(work, kind, [position[u] for u in refit.keep])
@@ -291,20 +297,22 @@ def _refit_projection(
     return refit.keep
 
 
-def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumulator) -> Refit:
+def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumulator, holdout: bool = False) -> Refit:
     """The variant's refit, its ridge term chosen on held-back sequences: the units that stay are the
     variant's choice (made once, on every sequence); their weights are solved on the other sequences
     with λ, 10λ, 100λ, 1000λ, and whichever of those, or the weights as cut, fits the held-back ones
     best is kept (re-solved on every sequence). A refit that does not generalise (too few tokens for
-    the layer's width) so falls back to more damping or to none."""
-    chosen = variant.refit(stats)
+    the layer's width) so falls back to more damping or to none. With `holdout` the choice of units
+    and the final solve use the other sequences only: the held-back ones stay unseen by the weights."""
     if val.count == 0 or val.count >= stats.tokens or val.gram is None or val.cross is None:
-        return chosen
+        return variant.refit(stats)
     train = replace(stats, gram=stats.gram - val.gram, cross=stats.cross - val.cross, tokens=stats.tokens - val.count)
+    fit = train if holdout else stats
+    chosen = variant.refit(fit)
     grid = [stats.damp * 10**k for k in range(RIDGE_STEPS)] if stats.damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
     keep = chosen.keep
-    scored = [(_error(stats, val, keep, solve_kept(replace(train, damp=d), keep)), d) for d in grid]
-    cut = _cut_weight(stats, keep)
+    scored = [(_error(stats, val, keep, solve_kept(replace(train, damp=d), keep, variant.anchored)), d) for d in grid]
+    cut = cut_weight(stats, keep)
     scored.append((_error(stats, val, keep, cut), None))
     _, damp = min(scored, key=lambda s: (s[0], s[1] is None))
     if damp is None:
@@ -312,12 +320,7 @@ def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumul
         return Refit(keep, cut, None)
     if damp == stats.damp:
         return chosen
-    return Refit(keep, solve_kept(replace(stats, damp=damp), keep), None)
-
-
-def _cut_weight(stats: ProjectionStats, keep: list[int]) -> Tensor:
-    every = list(range(len(stats.dense_mean) // stats.unit_size))
-    return stats.dense_weight[:, stats.columns(keep, every)]
+    return Refit(keep, solve_kept(replace(fit, damp=damp), keep, variant.anchored), None)
 
 
 def _error(stats: ProjectionStats, val: GramAccumulator, keep: list[int], weight: Tensor) -> float:

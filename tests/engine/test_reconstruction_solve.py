@@ -64,3 +64,23 @@ def test_mismatched_shapes_are_refused() -> None:
         acc.add(torch.randn(2, 5))
     with pytest.raises(ValueError, match="does not match"):
         ridge_solve(torch.eye(3), torch.ones(4, 1), 0.1)
+
+
+def test_an_anchored_solve_goes_from_the_plain_refit_to_the_prior() -> None:
+    torch.manual_seed(3)
+    x, y = torch.randn(60, 10).double(), torch.randn(60, 4).double()
+    gram, cross = x.T @ x, x.T @ y
+    prior = torch.randn(10, 4).double()
+    plain = ridge_solve(gram, cross, 0.0)
+    assert torch.allclose(ridge_solve(gram, cross, 0.0, prior=prior), plain)  # λ = 0: the prior plays no part
+    assert torch.allclose(ridge_solve(gram, cross, 1e9, prior=prior), prior, atol=1e-6)  # huge λ: the prior
+    assert ridge_solve(gram, cross, 1e9).abs().max() < 1e-6  # while the plain ridge goes to zero
+    # a middle λ lies between: nearer the prior than the refit is, and fitting better than the prior
+    middle = ridge_solve(gram, cross, 1.0, prior=prior)
+    assert (middle - prior).norm() < (plain - prior).norm()
+    assert (x @ middle - y).norm() < (x @ prior - y).norm()
+
+
+def test_a_prior_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="prior"):
+        ridge_solve(torch.eye(3, dtype=torch.float64), torch.ones(3, 2), 1e-2, prior=torch.zeros(2, 3))

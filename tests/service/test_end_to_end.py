@@ -25,8 +25,9 @@ def test_job_runs_to_completion_with_progress_and_events(service, finished_job):
     types = [e["type"] for e in events]
     assert types[0] == "queued" and types[1] == "started" and types[-1] == "finished"
     assert types.count("step") == 4 and types.count("checkpoint") == 2
-    # the default refit is its own phase, one event per layer of each checkpoint, before it registers
-    assert types.count("reconstruction") == 2 * 5
+    # the default refit is its own phase, one event per layer of each of the guard's two passes
+    # (the checked fit, then the kept one) of each checkpoint, before it registers
+    assert types.count("reconstruction") == 2 * 2 * 5
     assert types.index("reconstruction") > max(i for i, t in enumerate(types) if t == "step")
     assert job["progress"]["phase"] == "reconstruction" and job["progress"]["phase_progress"] == pytest.approx(1.0)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -97,7 +97,7 @@ def test_a_worker_killed_during_reconstruction_resumes_without_redoing_steps_or_
     with write_transaction(service.rt.sessions) as session:
         rows = checkpoint_repo.for_job(session, job["id"])
     assert all(before[r.target_sparsity] == r.id for r in rows if r.target_sparsity in before)
-    assert all(r.reconstruction == "lstsq-select" and r.unreconstructed_metrics for r in rows)
+    assert all(r.reconstruction == "lstsq-select-anchored" and r.unreconstructed_metrics for r in rows)
     for row in rows:  # every refit checkpoint downloads: its tensors were kept across the restart
         response = service.client.get(f"/v1/checkpoints/{row.id}/download", headers=service.headers())
         assert response.status_code == 200, response.text
