@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gisp.adapters import ArchitectureAdapter
 from gisp.data import Example
+from gisp.masking import structure_masks, unit_masks
 from gisp.objectives.base import Batch, Objective
 from gisp.reconstruction.stream import HOLD_EVERY
 from gisp.reconstruction.tensors import reconstructed_view
@@ -53,24 +54,6 @@ def objective_loss(model: nn.Module, objective: Objective, batches: list[Batch])
     return total / max(count, 1)
 
 
-def cut_tensors(model: nn.Module, adapter: ArchitectureAdapter, structure: Structure) -> dict[str, Tensor]:
-    """The output projections of `structure` with the weights as cut (the dense columns of the kept
-    units, the dense bias): through `reconstructed_view` the dense model then computes the
-    un-reconstructed checkpoint."""
-    names = {module: name for name, module in model.named_modules()}
-    out: dict[str, Tensor] = {}
-    for index, layer in enumerate(adapter.layers(model)):
-        for kind in ("attn", "mlp"):
-            module = adapter.unit_output_module(layer, kind)
-            size = adapter.output_unit_size(kind)
-            cols = [u * size + i for u in structure.kept(kind)[index] for i in range(size)]
-            prefix = names[module]
-            out[f"{prefix}.weight"] = module.weight.detach()[:, torch.tensor(cols, dtype=torch.long)]
-            if module.bias is not None:
-                out[f"{prefix}.bias"] = module.bias.detach()
-    return out
-
-
 @dataclass
 class Verdict:
     keep: bool
@@ -90,7 +73,8 @@ def judge(
     """Whether the refit (structure, tensors) lowers the objective's loss on `batches` below the
     weights as cut of `cut` (`cut_loss` when already measured). A tie keeps the cut weights."""
     if cut_loss is None:
-        with reconstructed_view(model, adapter, cut, cut_tensors(model, adapter, cut)):
+        # the dense model with the cut units' outputs zeroed, as the pruner measures a checkpoint
+        with unit_masks(model, adapter, structure_masks(adapter, Structure.full(adapter.spec), cut)):
             cut_loss = objective_loss(model, objective, batches)
     structure, tensors = refit
     with reconstructed_view(model, adapter, structure, tensors):
