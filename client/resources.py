@@ -105,6 +105,7 @@ class Checkpoint(TypedDict):
     metrics: dict[str, float]  # of the weights downloaded (refit ones when reconstructed)
     reconstruction: str | None
     unreconstructed_metrics: dict[str, float]
+    reconstruction_rejected: str | None  # why the guard kept the weights as cut, when it did
     layers: list[Layer]
     sha256: str | None  # of the tar, once built
     gguf_sha256: str | None  # of the GGUF file, once built

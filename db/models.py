@@ -166,6 +166,8 @@ class Checkpoint(Base):
     reconstruction: Mapped[str | None] = mapped_column(String(40), default=None)
     reconstruction_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     unreconstructed_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # set when the stage's guard kept the weights as cut: the refit raised the held-back loss
+    reconstruction_rejected: Mapped[str | None] = mapped_column(Text, default=None)
     layers: Mapped[list[Any]] = mapped_column(JSON)  # [{"kv_groups", "channels"}] per layer
     structure: Mapped[dict[str, Any]] = mapped_column(JSON)  # kept indices, enough to rebuild it
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # of the tar, once materialized

@@ -49,6 +49,7 @@ def checkpoint_row(job_id: str, tenant_id: str, record: CheckpointRecord, dtype:
         reconstruction=record.reconstruction,
         reconstruction_sha256=record.reconstruction_sha256,
         unreconstructed_metrics=dict(record.unreconstructed_metrics),
+        reconstruction_rejected=record.reconstruction_rejected,
         layers=[{"kv_groups": k, "channels": c} for k, c in zip(kv_groups, channels, strict=True)],
         structure=record.structure.to_dict(),
     )

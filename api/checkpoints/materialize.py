@@ -85,6 +85,7 @@ def _record_for(checkpoint: Checkpoint):
         reconstruction=checkpoint.reconstruction,
         reconstruction_sha256=checkpoint.reconstruction_sha256,
         unreconstructed_metrics=dict(checkpoint.unreconstructed_metrics or {}),
+        reconstruction_rejected=checkpoint.reconstruction_rejected,
     )
 
 

@@ -20,7 +20,9 @@ class CheckpointOut(BaseModel):
     the tar's and `gguf_sha256` the GGUF file's, each once that artifact has been built. `metrics`
     are measured on the weights downloaded: for a job with a `reconstruct` setting, the refit ones
     (`reconstruction` names the variant); `unreconstructed_metrics` are the same checkpoint's before
-    the refit, so the difference is what the stage bought."""
+    the refit, so the difference is what the stage bought. `reconstruction_rejected` says why a
+    checkpoint of such a job has no refit: the stage's guard measured that the refit raised the
+    objective's loss on held-back calibration sequences, so the weights as cut were kept."""
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -56,6 +58,7 @@ class CheckpointOut(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     reconstruction: str | None = None
     unreconstructed_metrics: dict[str, float] = Field(default_factory=dict)
+    reconstruction_rejected: str | None = None
     layers: list[LayerWidth]
     sha256: str | None
     gguf_sha256: str | None

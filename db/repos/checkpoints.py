@@ -24,7 +24,7 @@ def upsert(session: Session, checkpoint: Checkpoint) -> tuple[Checkpoint, bool]:
     for name in ("sparsity", "parameter_count", "prunable_parameter_count", "bytes", "flops_per_token", "step"):
         setattr(existing, name, getattr(checkpoint, name))
     existing.metrics, existing.layers, existing.structure = checkpoint.metrics, checkpoint.layers, checkpoint.structure
-    for name in ("reconstruction", "reconstruction_sha256", "unreconstructed_metrics"):
+    for name in ("reconstruction", "reconstruction_sha256", "unreconstructed_metrics", "reconstruction_rejected"):
         setattr(existing, name, getattr(checkpoint, name))
     session.flush()
     return existing, False
