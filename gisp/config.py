@@ -19,7 +19,7 @@ from gisp.loading import DTYPES
 from gisp.methods import get_method, method_names
 from gisp.normalization import NORMALIZATIONS
 from gisp.objectives import objective_names
-from gisp.reconstruction import reconstruction_names
+from gisp.reconstruction import get_reconstruction, reconstruction_names
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,12 @@ class PruneSettings:
     reconstruct_samples: int = _setting(
         0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0
     )
+    reconstruct_in_loop: bool = _setting(
+        False,
+        "also refit after every pruning step (the plain lstsq or lstsq-anchored refit of the step's units), so "
+        "the next step's importance is measured on the compensated model; holds a second copy of the model in "
+        "memory; iterative methods with an lstsq-family reconstruct only",
+    )
 
     # method tyr (docs/tyr.md): ladders of locally pruned levels per block, then an evolutionary
     # search of one level per block; defaults sized for models up to ~1B parameters on a CPU
@@ -173,6 +179,7 @@ class PruneSettings:
         for spec in setting_specs():
             check_setting(spec, getattr(self, spec.name))
         self._validate_tyr()
+        self._validate_in_loop()
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} requested but CUDA is not available", field="device")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
@@ -189,6 +196,23 @@ class PruneSettings:
             raise ConfigError("tyr_stage_samples must increase from stage to stage", field="tyr_stage_samples")
         if any(b > a for a, b in zip(keep, keep[1:], strict=False)):
             raise ConfigError("tyr_stage_keep must not grow from stage to stage", field="tyr_stage_keep")
+
+    def _validate_in_loop(self) -> None:
+        if not self.reconstruct_in_loop:
+            return
+        if get_reconstruction(self.reconstruct).step_variant is None:
+            raise ConfigError(
+                f"reconstruct_in_loop refits between steps by least squares; reconstruct {self.reconstruct!r} "
+                "has no such refit (use an lstsq variant)",
+                field="reconstruct_in_loop",
+            )
+        method = get_method(self.method)
+        if method.searches or not method.iterative or self.steps < 2:
+            raise ConfigError(
+                f"reconstruct_in_loop needs an iterative schedule of at least 2 steps; method {self.method!r} "
+                f"with steps={self.steps} has no step after which a refit could change the next",
+                field="reconstruct_in_loop",
+            )
 
     @property
     def total_steps(self) -> int:

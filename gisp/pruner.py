@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -29,6 +30,14 @@ from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
 
 Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
+
+
+class StepRefit(Protocol):
+    """`reconstruct_in_loop`'s refit between steps (gisp.reconstruction.in_loop.StepRefit)."""
+
+    def refit(self, model: torch.nn.Module, structure: Structure) -> None: ...
+
+    def measure_cut(self, structure: Structure, measure: Measure) -> dict[str, float]: ...
 
 
 @dataclass
@@ -113,12 +122,15 @@ def prune(
     measure: Measure | None = None,
     register: bool = True,
     tensors_dir: str | Path | None = None,
+    step_refit: StepRefit | None = None,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
     `measure(model)` gives each checkpoint's metrics while the model computes exactly that
     checkpoint's subnetwork; the observer is then told of the finished record, unless `register`
-    is False (a reconstruction phase follows and registers it with its final weights)."""
+    is False (a reconstruction phase follows and registers it with its final weights).
+    `step_refit` (reconstruct_in_loop) refits the sliced model after every step but the last, and
+    checkpoints are then measured through it with the weights as cut."""
     observer = observer or PruneObserver()
     _check_reachable(settings, loaded)
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
@@ -131,6 +143,8 @@ def prune(
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
         adapter.slice_model(model, Structure.full(spec), structure)
+        if step_refit is not None and trajectory.completed_steps < trajectory.total_steps:
+            step_refit.refit(model, structure)  # the state the interrupted run had after its last step
     protected = set(settings.protect_layers)
     recorded = {round(c.target, 6) for c in trajectory.checkpoints}
     total = spec.prunable_params
@@ -174,8 +188,11 @@ def prune(
             record = CheckpointRecord.of(kept, spec, target, step, loss)
             if measure is not None:
                 check_stop(observer.should_stop, f"the measurement of target {target:g}")
-                with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
-                    record.metrics = measure(model)
+                if step_refit is not None:  # the model is refit: measure the checkpoint as cut
+                    record.metrics = step_refit.measure_cut(kept, measure)
+                else:
+                    with torch.no_grad(), unit_masks(model, adapter, structure_masks(adapter, structure, kept)):
+                        record.metrics = measure(model)
             if register:
                 observer.on_checkpoint(record)
             trajectory.checkpoints.append(record)
@@ -191,6 +208,10 @@ def prune(
         observer.on_step(
             StepReport(step, trajectory.total_steps, structure.sparsity(spec), ranking.loss, seconds, count), trajectory
         )
+        if step_refit is not None and step < trajectory.total_steps:  # after the step is saved: a stop redoes none
+            started = time.perf_counter()
+            step_refit.refit(model, structure)
+            trajectory.elapsed_seconds += time.perf_counter() - started
     return trajectory
 
 

@@ -18,6 +18,7 @@ from gisp.methods import get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.reconstruction.in_loop import StepRefit
 from gisp.reconstruction.stage import needs_reconstruction, reconstruct_checkpoints, reconstruction_examples
 from gisp.stopping import StopCheck, check_stop, checked
 from gisp.trajectory import Trajectory
@@ -116,6 +117,12 @@ def run(
     # a search-based method re-solves its own weights while it searches: no refit after it
     refit = needs_reconstruction(settings) and not get_method(settings.method).searches
     if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
+        step_refit = None
+        if settings.reconstruct_in_loop:  # the dense model the refit fits to, beside the one being cut
+            check_stop(should_stop, "model loading")
+            dense = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+            examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
+            step_refit = StepRefit(dense, examples, settings, should_stop)
         prune(
             prepared.loaded,
             prepared.calibration,
@@ -125,12 +132,16 @@ def run(
             measure,
             not refit,
             reconstruction_dir,
+            step_refit,
         )
         if refit:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded
             prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)
             del loaded
-            prepared.loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
+            if step_refit is not None:
+                prepared.loaded, step_refit = step_refit.dense, None  # its activation cache goes too
+            else:
+                prepared.loaded = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
     if refit:
         examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
         reconstruct_checkpoints(prepared.loaded, examples, settings, trajectory, observer, measure, reconstruction_dir)

@@ -67,6 +67,7 @@ class LeastSquares(Reconstruction):
 
     name = "lstsq"
     validates = True
+    step_variant = "lstsq"
 
     def refit(self, stats: ProjectionStats) -> Refit:
         return Refit(stats.keep, solve_kept(stats, stats.keep, self.anchored), None)
@@ -84,6 +85,7 @@ class LeastSquaresSelect(Reconstruction):
     name = "lstsq-select"
     selects = True
     validates = True
+    step_variant = "lstsq"
 
     def refit(self, stats: ProjectionStats) -> Refit:
         keep = select_units(stats, len(stats.keep))
@@ -98,6 +100,7 @@ class AnchoredLeastSquares(LeastSquares):
 
     name = "lstsq-anchored"
     anchored = True
+    step_variant = "lstsq-anchored"
 
 
 @register_reconstruction
@@ -106,6 +109,7 @@ class AnchoredLeastSquaresSelect(LeastSquaresSelect):
 
     name = "lstsq-select-anchored"
     anchored = True
+    step_variant = "lstsq-anchored"
 
 
 def select_units(stats: ProjectionStats, count: int) -> list[int]:

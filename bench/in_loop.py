@@ -1,0 +1,81 @@
+"""Reconstruction inside the pruning loop (`reconstruct_in_loop`) against the stage alone: gisp
+(fisher) with the default reconstruction, with and without a refit after every step, held-out
+perplexity at 0.2–0.5 on TinyStories (the part no calibration saw), WikiText-2 test and C4, with
+wall time and peak RSS. Each run is its own process (`bench/tyr.py --child`, the same
+calibration split, held-out windows and measurement as §9), one torch thread."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import tyr  # noqa: E402
+
+VARIANT = "lstsq-select-anchored"  # the stage's default
+CONFIGS: dict[str, dict] = {
+    "gisp+default": dict(method="gisp", reconstruct=VARIANT),
+    "gisp+default in-loop": dict(method="gisp", reconstruct=VARIANT, reconstruct_in_loop=True),
+}
+
+
+def main() -> None:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-windows", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
+    args = parser.parse_args()
+    if args.quick:
+        args.targets, args.samples, args.eval_windows, args.seeds, args.steps = "0.5", 16, 8, 1, 4
+    args.tyr = "n/a"  # tyr.report names tyr's overrides
+    common.setup(args)
+    model = args.model or common.STORIES
+    common.require_assets(model, common.TINYSTORIES, common.WIKITEXT, common.C4)
+    targets = [float(t) for t in args.targets.split(",")]
+    split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-in-loop-")))
+    runs = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for label in args.configs.split(","):
+            spec = dict(
+                evaluation=str(split.evaluation),
+                calibration=str(split.calibration),
+                targets=targets,
+                samples=args.samples,
+                seq_len=args.seq_len,
+                eval_windows=args.eval_windows,
+                seed=seed,
+                steps=args.steps,
+                model=str(model),
+                settings=CONFIGS[label],
+            )
+            child = [sys.executable, tyr.__file__, "--child", json.dumps(spec)]
+            done = subprocess.run(child, capture_output=True, text=True, check=False)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+            if done.returncode != 0 or not lines:
+                print(f"{label} seed {seed} failed:\n{done.stderr[-3000:]}", flush=True)
+                continue
+            result = json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": seed}
+            runs.append(result)
+            top = result["targets"][str(max(targets))]
+            print(
+                f"{label:22s} seed {seed}: {result['wall_seconds']:6.1f} s, {result['peak_rss_mib']:.0f} MiB; "
+                f"at {max(targets)}: " + ", ".join(f"{k} {v:.2f}" for k, v in top["perplexity"].items()),
+                flush=True,
+            )
+    tyr.report(args, targets, runs)
+    common.write_json({"settings": {k: str(v) for k, v in vars(args).items()}, "targets": targets, "runs": runs}, args)
+
+
+if __name__ == "__main__":
+    main()
