@@ -20,6 +20,7 @@ from gisp.schedule import nearest_count
 from gisp.structure import KINDS, ArchSpec, Structure
 from gisp.tyr.fitness import DenseReference
 from gisp.tyr.search import Space, evolve
+from gisp.tyr.store import RoundStore, batches_sha256, clear_target
 from gisp.tyr.supernet import Block, Supernet
 
 __all__ = ["SearchContext", "SearchOutcome", "SearchProgress", "TyrSession", "gisp_counts", "uniform_counts"]
@@ -95,6 +96,25 @@ class TyrSession:
         self.stages = sorted({min(n, available) for n in s.tyr_stage_samples})
         self.keep = list(s.tyr_stage_keep)[: len(self.stages) - 1]
         self.net = Supernet(ctx.model, ctx.adapter, ctx.batches, ctx.device)
+        self.data_sha = batches_sha256(ctx.batches) if ctx.state_dir is not None else ""
+
+    def _store(self, target: float, number: int, plan: dict[Block, tuple[int, int]]) -> RoundStore | None:
+        """Where this round's ladders and search state persist (None: the run has no folder)."""
+        ctx, s = self.ctx, self.ctx.settings
+        if ctx.state_dir is None:
+            return None
+        key = {
+            "base": ctx.run_key,
+            "dtype": s.dtype,
+            "device": str(ctx.device),
+            "data": self.data_sha,
+            "seed": s.seed,
+            "tyr": {k: v for k, v in sorted(s.to_dict().items()) if k.startswith("tyr_")},
+            "target": target,
+            "round": number,
+            "plan": sorted([layer, kind, centre, step] for (layer, kind), (centre, step) in plan.items()),
+        }
+        return RoundStore(ctx.state_dir, target, number, key)
 
     def search(self, target: float) -> SearchOutcome:
         ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
@@ -104,7 +124,11 @@ class TyrSession:
         centre, fitness = dict(start), float("nan")
         for round_index in range(s.tyr_rounds):
             centre, fitness = self._round(target, round_index, blocks, centre, started)
-        return self._outcome(blocks, centre, fitness)
+        outcome = self._outcome(blocks, centre, fitness)
+        if ctx.state_dir is not None:
+            state_dir = ctx.state_dir
+            outcome.committed = lambda: clear_target(state_dir, target)
+        return outcome
 
     def _round(
         self, target: float, round_index: int, blocks: list[Block], centre: dict[Block, int], started: float
@@ -119,7 +143,10 @@ class TyrSession:
             ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, time.perf_counter() - started))
 
         plan = {b: (centre[b], step[b[1]]) for b in blocks}
-        self.net.build(plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None))
+        store = self._store(target, number, plan)
+        self.net.build(
+            plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None), store
+        )
         ladders = [self.net.ladders[b] for b in blocks]
 
         def counts(genome: tuple[int, ...]) -> dict[Block, int]:
@@ -142,6 +169,8 @@ class TyrSession:
             s.seed + round_index,
             lambda g: report("search", g.generation, g.generations, g.best),
             ctx.should_stop,
+            resume=store.load_search() if store is not None else None,
+            on_state=store.save_search if store is not None else None,
         )
         return counts(genome), fitness
 
