@@ -35,6 +35,9 @@ class SearchProgress:
     total: int
     best_fitness: float | None  # KL from the dense model of the best allocation so far (search)
     seconds: float  # since the target's search started
+    # ladder phase: how many of the `done` layers were read back from the run's folder (a resume)
+    # instead of built; a round whose result was stored reports nothing
+    loaded: int = 0
 
 
 @dataclass

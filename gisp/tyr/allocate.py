@@ -114,7 +114,9 @@ class TyrSession:
             "round": number,
             "plan": sorted([layer, kind, centre, step] for (layer, kind), (centre, step) in plan.items()),
         }
-        return RoundStore(ctx.state_dir, target, number, key)
+        store = RoundStore(ctx.state_dir, target, number, key)
+        store.prune_siblings()
+        return store
 
     def search(self, target: float) -> SearchOutcome:
         ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
@@ -140,10 +142,14 @@ class TyrSession:
         step = {kind: max(1, round(fraction * spec.units(kind))) for kind in KINDS}
 
         def report(phase: str, done: int, total: int, best: float | None) -> None:
-            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, time.perf_counter() - started))
+            seconds, loaded = time.perf_counter() - started, self.net.loaded if phase == "ladder" else 0
+            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, seconds, loaded))
 
         plan = {b: (centre[b], step[b[1]]) for b in blocks}
         store = self._store(target, number, plan)
+        last = number == rounds  # its ladders make the outcome
+        if store is not None and not last and (done := store.load_result(blocks)) is not None:
+            return done  # finished before an interruption
         self.net.build(
             plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None), store
         )
@@ -172,6 +178,9 @@ class TyrSession:
             resume=store.load_search() if store is not None else None,
             on_state=store.save_search if store is not None else None,
         )
+        if store is not None and not last:
+            store.save_result(counts(genome), fitness)
+            store.drop_ladders()  # the next round re-centres: these are never read again
         return counts(genome), fitness
 
     def _outcome(self, blocks: list[Block], counts: dict[Block, int], fitness: float) -> SearchOutcome:

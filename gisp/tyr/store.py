@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load, save
+from torch import Tensor
 
 from gisp.objectives import Batch
 from gisp.reconstruction.tensors import write_atomic
@@ -58,6 +60,18 @@ def clear_target(state_dir: str | Path, target: float) -> None:
     shutil.rmtree(target_folder(state_dir, target), ignore_errors=True)
 
 
+class StoredRung(Rung):
+    """A rung whose weight stays in its layer's file (memory-mapped) and is read on each use, so
+    a run's ladders cost disk and page cache, not the process's memory."""
+
+    def __init__(self, kept: list[int], handle: Any, name: str) -> None:
+        self.kept, self._handle, self._name = kept, handle, name
+
+    @property  # type: ignore[override]
+    def weight(self) -> Tensor:
+        return self._handle.get_tensor(self._name)
+
+
 class RoundStore:
     """One round of one target: its ladders layer by layer, and its search state."""
 
@@ -68,7 +82,15 @@ class RoundStore:
     def _layer_file(self, layer: int) -> Path:
         return self.folder / f"layer-{layer:04d}.safetensors"
 
-    def save_layer(self, layer: int, ladders: list[BlockLadder]) -> None:
+    def prune_siblings(self) -> None:
+        """Drop this round's folders of other fingerprints (another plan or settings: stale)."""
+        number = self.folder.name.rsplit("-", 1)[0]
+        for other in self.folder.parent.glob(f"{number}-*"):
+            if other != self.folder:
+                shutil.rmtree(other, ignore_errors=True)
+
+    def save_layer(self, layer: int, ladders: list[BlockLadder]) -> list[BlockLadder]:
+        """Write the layer's ladders; the same ladders read from the file are returned."""
         tensors: dict[str, torch.Tensor] = {}
         meta: list[dict[str, Any]] = []
         for ladder_ in ladders:
@@ -79,6 +101,25 @@ class RoundStore:
                 tensors[f"{kind}.{count}.weight"] = rung.weight.detach().cpu().contiguous()
         header = {"fingerprint": self.fingerprint, "layer": str(layer), "blocks": json.dumps(meta)}
         write_atomic(self._layer_file(layer), save(tensors, metadata=header))
+        return self._open(layer, ladders)
+
+    def _open(self, layer: int, ladders: list[BlockLadder]) -> list[BlockLadder]:
+        handle = safe_open(str(self._layer_file(layer)), "pt")
+        return [
+            BlockLadder(
+                ld.block,
+                ld.units,
+                ld.centre,
+                ld.step,
+                {c: StoredRung(list(r.kept), handle, f"{ld.block[1]}.{c}.weight") for c, r in ld.rungs.items()},
+            )
+            for ld in ladders
+        ]
+
+    def drop_ladders(self) -> None:
+        """Remove the round's layer files (its result is kept: a resume will not need them)."""
+        for path in self.folder.glob("layer-*.safetensors"):
+            path.unlink(missing_ok=True)
 
     def load_layer(self, layer: int, expected: dict[Block, tuple[int, int, list[int]]]) -> list[BlockLadder] | None:
         """The layer's ladders if a whole file for exactly this round is there, else None (a
@@ -108,7 +149,7 @@ class RoundStore:
                 ladders.append(BlockLadder(block, int(block_meta["units"]), centre, step, rungs))
             if {ld.block for ld in ladders} != set(expected):
                 raise ValueError("blocks missing")
-            return ladders
+            return self._open(layer, ladders)
         except Exception as exc:  # noqa: BLE001  (any unreadable file is rebuilt, never fatal)
             log.warning("ignoring stored tyr ladders %s (%s); rebuilding the layer", path, exc)
             return None
@@ -118,16 +159,35 @@ class RoundStore:
         write_atomic(self.folder / "search.json", json.dumps({"fingerprint": self.fingerprint, **state}).encode())
 
     def load_search(self) -> dict[str, Any] | None:
-        path = self.folder / "search.json"
+        return self._read("search.json", "the round's search starts again")
+
+    def save_result(self, counts: dict[Block, int], fitness: float) -> None:
+        """The round's best allocation: a resume takes it instead of the round's ladders and search."""
+        rows = [[layer, kind, count] for (layer, kind), count in sorted(counts.items())]
+        data = {"fingerprint": self.fingerprint, "counts": rows, "fitness": fitness}
+        write_atomic(self.folder / "result.json", json.dumps(data).encode())
+
+    def load_result(self, blocks: list[Block]) -> tuple[dict[Block, int], float] | None:
+        state = self._read("result.json", "the round is run again")
+        if state is None:
+            return None
+        counts = {(int(layer), str(kind)): int(count) for layer, kind, count in state["counts"]}
+        if sorted(counts) != sorted(blocks):
+            log.warning("ignoring stored tyr round result in %s (other blocks)", self.folder)
+            return None
+        return counts, float(state["fitness"])
+
+    def _read(self, name: str, otherwise: str) -> dict[str, Any] | None:
+        path = self.folder / name
         if not path.is_file():
             return None
         try:
             state = json.loads(path.read_text())
             if state.pop("fingerprint") != self.fingerprint:
-                raise ValueError("a different round's search")
+                raise ValueError("a different round's state")
             return state
-        except Exception as exc:  # noqa: BLE001
-            log.warning("ignoring stored tyr search state %s (%s); the round's search starts again", path, exc)
+        except Exception as exc:  # noqa: BLE001  (an unreadable file is redone, never fatal)
+            log.warning("ignoring stored tyr state %s (%s); %s", path, exc, otherwise)
             return None
 
 

@@ -79,6 +79,7 @@ class Supernet:
     def __init__(self, model: nn.Module, adapter: ArchitectureAdapter, batches: list[Batch], device: torch.device):
         self.model, self.adapter, self.batches, self.device = model, adapter, batches, device
         self.ladders: dict[Block, BlockLadder] = {}
+        self.loaded = 0  # layers of the last build read from its store, not built
 
     def module(self, block: Block) -> nn.Module:
         """The block's output projection in the dense model."""
@@ -158,8 +159,9 @@ class Supernet:
     ) -> None:
         """Build every block's ladder: `plan` maps a block to (centre count, step in units).
         `on_layer(done, total)` is told after each layer. With a `store`, a layer it holds is
-        loaded instead of built (no Gram pass), and every layer built is written to it."""
-        self.ladders = {}
+        loaded instead of built (no Gram pass), every layer built is written to it, and the
+        rungs' weights stay in its files, read when used."""
+        self.ladders, self.loaded = {}, 0
         layers = sorted({layer for layer, _ in plan})
         size = {kind: self.adapter.output_unit_size(kind) for kind in ("attn", "mlp")}
         for done, layer in enumerate(layers, 1):
@@ -176,6 +178,7 @@ class Supernet:
             stored = store.load_layer(layer, wanted) if store is not None else None
             if stored is not None:
                 self.ladders.update({ld.block: ld for ld in stored})
+                self.loaded += 1
             else:
                 for block, (centre, step, counts) in wanted.items():
                     kind = block[1]
@@ -185,7 +188,9 @@ class Supernet:
                     weight = self.module(block).weight
                     rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
                     self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
-                if store is not None:
-                    store.save_layer(layer, [self.ladders[b] for b in wanted])
+                if store is not None:  # kept on disk from now on (read when used)
+                    self.ladders.update(
+                        {ld.block: ld for ld in store.save_layer(layer, [self.ladders[b] for b in wanted])}
+                    )
             if on_layer is not None:
                 on_layer(done, len(layers))

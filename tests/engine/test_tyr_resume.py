@@ -129,8 +129,11 @@ def test_stopped_during_ladders_resumes_without_rebuilding_finished_layers(
     assert _layers(tmp_path) == ["layer-0000.safetensors", "layer-0001.safetensors"]  # two layers were finished
     stopped = dict(builds)
     builds.update(ladders=0, grams=0)
-    trajectory = _run(stories_model, stories_text, tmp_path, Stopper(tmp_path), resume=True)
+    resumed = Stopper(tmp_path)
+    trajectory = _run(stories_model, stories_text, tmp_path, resumed, resume=True)
     assert builds["ladders"] == ladders - 4 and builds["grams"] == grams - 4  # 2 layers × (attn, mlp) loaded
+    layers = [(p.done, p.loaded) for p in resumed.events if p.phase == "ladder" and p.round == 1]
+    assert layers == [(1, 1), (2, 2), (3, 2), (4, 2), (5, 2)]  # the progress says which were read back
     assert stopped["ladders"] == 4  # the stop came inside the third layer, before its ladders
     assert _output(trajectory, tmp_path, tmp_path / "out") == output
     assert not _layers(tmp_path)
@@ -143,12 +146,17 @@ def test_stopped_during_the_search_continues_it(
     with pytest.raises(PruningStopped, match="generation 3"):
         _run(stories_model, stories_text, tmp_path, Stopper(tmp_path, "search", 2, after=2))
     assert builds["ladders"] == ladders  # both rounds' ladders were complete
+    rounds = sorted((tmp_path / FOLDER).glob("target-*/round-*"))
+    assert [p.name.split("-")[1] for p in rounds] == ["1", "2"]
+    assert sorted(p.name for p in rounds[0].iterdir()) == ["result.json", "search.json"]  # its ladders dropped
+    assert len(list(rounds[1].glob("layer-*"))) == len(list(rounds[1].glob("*"))) - 1  # and search.json
     builds.update(ladders=0, grams=0)
     resumed = Stopper(tmp_path)
     trajectory = _run(stories_model, stories_text, tmp_path, resumed, resume=True)
     assert builds["ladders"] == 0 and builds["grams"] == 0
     searched = [(p.round, p.done) for p in resumed.events if p.phase == "search"]
     assert searched == [(2, 3)]  # round 1's search was finished; round 2's went on from generation 3
+    assert {p.round for p in resumed.events} == {2}  # round 1 was taken from its stored result
     assert _output(trajectory, tmp_path, tmp_path / "out") == output
 
 
@@ -167,3 +175,42 @@ def test_damaged_ladder_files_are_rebuilt(
     trajectory = _run(stories_model, stories_text, tmp_path, Stopper(tmp_path), resume=True)
     assert builds["ladders"] == ladders - 2  # only the intact third layer was loaded
     assert _output(trajectory, tmp_path, tmp_path / "out") == output
+
+
+def test_store_round_trip_and_refusals(tmp_path: Path) -> None:
+    import torch
+
+    from gisp.tyr.local import Rung
+    from gisp.tyr.store import RoundStore, StoredRung
+    from gisp.tyr.supernet import BlockLadder
+
+    rungs = {
+        4: Rung(list(range(4)), torch.randn(3, 8)),
+        2: Rung([0, 3], torch.randn(3, 4)),
+        0: Rung([], torch.zeros(3, 0)),
+    }
+    ladder_ = BlockLadder((1, "mlp"), 4, 2, 2, rungs)
+    store = RoundStore(tmp_path, 0.5, 1, {"plan": [[1, "mlp", 2, 2]]})
+    expected = {(1, "mlp"): (2, 2, [4, 2, 0])}
+    saved = store.save_layer(1, [ladder_])
+    loaded = store.load_layer(1, expected)
+    assert loaded is not None
+    for got in (saved[0], loaded[0]):
+        assert all(isinstance(r, StoredRung) for r in got.rungs.values())
+        for count, rung in rungs.items():
+            assert got.rungs[count].kept == rung.kept and torch.equal(got.rungs[count].weight, rung.weight)
+    assert store.load_layer(1, {(1, "mlp"): (3, 2, [5, 3, 1])}) is None  # another centre
+    assert store.load_layer(1, {(1, "attn"): (2, 2, [4, 2, 0])}) is None  # other blocks
+    other = RoundStore(tmp_path, 0.5, 1, {"plan": [[1, "mlp", 2, 1]]})  # another fingerprint, same round
+    (other.folder).mkdir(parents=True)
+    (other.folder / "layer-0001.safetensors").write_bytes((store.folder / "layer-0001.safetensors").read_bytes())
+    assert other.load_layer(1, expected) is None  # a file copied from another round is refused
+    other.prune_siblings()
+    assert not store.folder.exists() and other.folder.exists()
+    other.save_search({"generation": 2})
+    assert other.load_search() == {"generation": 2}
+    (other.folder / "search.json").write_text('{"generation": ')  # torn
+    assert other.load_search() is None
+    other.save_result({(1, "mlp"): 2}, 0.25)
+    assert other.load_result([(1, "mlp")]) == ({(1, "mlp"): 2}, 0.25)
+    assert other.load_result([(1, "mlp"), (1, "attn")]) is None
