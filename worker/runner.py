@@ -142,6 +142,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             settings.dtype,
             deadline=_deadline(rt, job.started_at),
             targets=settings.targets,
+            seed=settings.seed,
         )
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
         data_path, eval_path = job_data_paths(rt, job)
