@@ -57,7 +57,12 @@ def target_folder(state_dir: str | Path, target: float) -> Path:
 
 def clear_target(state_dir: str | Path, target: float) -> None:
     """Drop everything kept to resume `target` (its checkpoint is persisted)."""
-    shutil.rmtree(target_folder(state_dir, target), ignore_errors=True)
+    folder = target_folder(state_dir, target)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # the last target's: no empty tyr/ left
+    except OSError:
+        pass  # another target's state is still there (or it was gone)
 
 
 class StoredRung(Rung):
