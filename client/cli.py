@@ -109,7 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guarded(_status))
 
-    p = subparsers.add_parser("checkpoints", parents=[common], help="a service job's checkpoints as a table")
+    p = subparsers.add_parser(
+        "checkpoints", parents=[common], help="a service job's checkpoints as a table, and whether they are nested"
+    )
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guarded(_checkpoints))
@@ -196,7 +198,8 @@ def _status(args: argparse.Namespace) -> int:
 def _checkpoints(args: argparse.Namespace) -> int:
     with _client(args) as client:
         rows = client.checkpoints(args.job)
-    print(json.dumps(rows, indent=1) if args.json else checkpoint_table(rows))
+    # --json: the API's page shape, the whole list in `data` and the family's `nested` beside it
+    print(json.dumps({"data": rows, "nested": rows.nested}, indent=1) if args.json else checkpoint_table(rows))
     return 0
 
 

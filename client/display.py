@@ -62,8 +62,17 @@ def headline_metric(metrics: dict[str, float]) -> tuple[str, float | None]:
     return "metric", None
 
 
-def checkpoint_table(checkpoints: Iterable[Checkpoint]) -> str:
-    """One line per checkpoint: target, achieved sparsity, parameters, weight bytes, FLOPs/token, metric."""
+NESTED = {
+    True: "nested: yes (each checkpoint is a subnetwork of every less sparse one)",
+    False: "nested: no (searched apart: a checkpoint need not be a subnetwork of a less sparse one)",
+}
+
+
+def checkpoint_table(checkpoints: Iterable[Checkpoint], nested: bool | None = None) -> str:
+    """One line per checkpoint: target, achieved sparsity, parameters, weight bytes, FLOPs/token,
+    metric; then whether the family is nested (`nested`, else the list's own, as the client's
+    `checkpoints()` returns it; no line when neither says)."""
+    nested = getattr(checkpoints, "nested", None) if nested is None else nested
     rows = list(checkpoints)
     metric_name = next((headline_metric(c.get("metrics") or {})[0] for c in rows if c.get("metrics")), "metric")
     width = max([len(c["id"]) for c in rows] + [2])
@@ -81,6 +90,8 @@ def checkpoint_table(checkpoints: Iterable[Checkpoint]) -> str:
         )
     if not rows:
         lines.append("(no checkpoints yet)")
+    elif nested is not None:
+        lines.append(NESTED[bool(nested)])
     return "\n".join(lines)
 
 

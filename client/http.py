@@ -19,7 +19,7 @@ import httpx
 from gisp_service.client import DEFAULT_URL, sse
 from gisp_service.client.archive import etag_digest, extract_archive, verify_sha256
 from gisp_service.client.errors import GispAPIError, GispClientError
-from gisp_service.client.resources import TERMINAL, Checkpoint, Dataset, Event, Job
+from gisp_service.client.resources import TERMINAL, Checkpoint, CheckpointList, Dataset, Event, Job
 
 EVENT_STREAM = "text/event-stream"
 RETRIES = 3
@@ -241,9 +241,22 @@ class GispClient:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def checkpoints(self, job_id: str) -> list[Checkpoint]:
-        """The job's checkpoints, sorted by target sparsity."""
-        return list(self._pages(f"/v1/jobs/{job_id}/checkpoints", {}, lambda item: item["id"]))
+    def checkpoints(self, job_id: str, page_size: int | None = None) -> CheckpointList:
+        """The job's checkpoints, sorted by target sparsity, as a list whose `nested` says whether
+        every one is a subnetwork of each less sparse one (the server's answer for the whole family)."""
+        path = f"/v1/jobs/{job_id}/checkpoints"
+        limit: dict[str, Any] = {} if page_size is None else {"limit": page_size}
+        params = dict(limit)
+        items: list[Checkpoint] = []
+        nested = True
+        while True:
+            page = self._json("GET", path, params=params)
+            data = page.get("data", [])
+            items.extend(data)
+            nested = nested and bool(page.get("nested", True))
+            if not page.get("has_more") or not data:
+                return CheckpointList(items, nested)
+            params = {**limit, "after": data[-1]["id"]}
 
     def get_checkpoint(self, checkpoint_id: str) -> Checkpoint:
         return cast(Checkpoint, self._json("GET", f"/v1/checkpoints/{checkpoint_id}"))

@@ -111,3 +111,13 @@ class Checkpoint(TypedDict):
     sha256: str | None  # of the tar, once built
     gguf_sha256: str | None  # of the GGUF file, once built
     created_at: str
+
+
+class CheckpointList(list[Checkpoint]):
+    """A job's checkpoints (a plain list), and whether the family is nested: every checkpoint a
+    subnetwork of each less sparse one (False for a `tyr` job, whose targets are searched apart;
+    a client choosing among them by budget must then not assume one contains the next)."""
+
+    def __init__(self, items: list[Checkpoint], nested: bool) -> None:
+        super().__init__(items)
+        self.nested = nested

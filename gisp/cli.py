@@ -178,6 +178,7 @@ def _run_prune(args: argparse.Namespace) -> int:
         eval_data=args.eval_data,
         columns=columns,
         reconstruction_dir=out,
+        state_dir=out,
     )
     progress.bar.close()
     del prepared

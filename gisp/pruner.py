@@ -122,6 +122,7 @@ def prune(
     measure: Measure | None = None,
     register: bool = True,
     tensors_dir: str | Path | None = None,
+    state_dir: str | Path | None = None,
     step_refit: StepRefit | None = None,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
@@ -129,6 +130,8 @@ def prune(
     `measure(model)` gives each checkpoint's metrics while the model computes exactly that
     checkpoint's subnetwork; the observer is then told of the finished record, unless `register`
     is False (a reconstruction phase follows and registers it with its final weights).
+    `state_dir` is the run's folder (where its trajectory is kept, the same on a resume): a
+    search-based method keeps there what lets a resume continue inside a target.
     `step_refit` (reconstruct_in_loop) refits the sliced model after every step but the last, and
     checkpoints are then measured through it with the weights as cut."""
     observer = observer or PruneObserver()
@@ -139,7 +142,9 @@ def prune(
     batches = objective.batches(examples, settings.batch_size, pad_token_id(loaded.tokenizer))
     batches = checked(batches, observer.should_stop, "a step's scoring")  # type: ignore[assignment]
     if method.searches:
-        return _search_targets(loaded, method, objective, batches, settings, trajectory, observer, measure, tensors_dir)
+        return _search_targets(
+            loaded, method, objective, batches, settings, trajectory, observer, measure, tensors_dir, state_dir
+        )
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
         adapter.slice_model(model, Structure.full(spec), structure)
@@ -225,12 +230,14 @@ def _search_targets(
     observer: PruneObserver,
     measure: Measure | None,
     tensors_dir: str | Path | None,
+    state_dir: str | Path | None = None,
 ) -> Trajectory:
     """A search-based method: target by target (ascending), each searched from the dense model;
     a completed target is a completed step, so a resumed run continues with the next target. Its
     re-solved weights are stored like the reconstruction stage's refit tensors (under `tensors_dir`
     when given, and to the observer's `on_reconstructed`), then the trajectory is persisted
-    (`on_step`), then the checkpoint is announced."""
+    (`on_step`), then the checkpoint is announced, then the method's state kept to resume the
+    target (under `state_dir`) is dropped."""
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
     device = next(model.parameters()).device
     ctx = SearchContext(
@@ -244,6 +251,8 @@ def _search_targets(
         set(settings.protect_layers),
         observer.on_search,
         observer.should_stop,
+        Path(state_dir) if state_dir is not None else None,
+        f"{trajectory.base_model}@{trajectory.base_revision}",
     )
     for step, target in enumerate(settings.targets, 1):
         if step <= trajectory.completed_steps:
@@ -273,4 +282,6 @@ def _search_targets(
             StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory
         )
         observer.on_checkpoint(record)
+        if outcome.committed is not None:
+            outcome.committed()
     return trajectory

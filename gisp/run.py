@@ -92,13 +92,15 @@ def run(
     measure: Measure | None = None,
     columns: Columns | None = None,
     reconstruction_dir: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> tuple[Trajectory, PreparedRun]:
     """Prune `model` on `data`; continue `resume` instead of starting over when given. Each
     checkpoint's metrics are measured on the held-out examples (see `prepare`), or by `measure`
     when one is given (benchmarks measuring several texts); the dense model is measured the same way
     once, before the first step (`trajectory.dense_metrics`). With a reconstruction setting, each
     checkpoint's refit tensors are written under `reconstruction_dir` (what `export_all(...,
-    tensors_dir=...)` reads) and handed to the observer."""
+    tensors_dir=...)` reads) and handed to the observer. `state_dir` is the run's folder, the
+    same when it is resumed: a search-based method keeps its resumable state there."""
     revision = resume.base_revision if resume else None
     should_stop = observer.should_stop if observer is not None else None
     prepared = prepare(
@@ -132,7 +134,8 @@ def run(
             measure,
             not refit,
             reconstruction_dir,
-            step_refit,
+            state_dir=state_dir,
+            step_refit=step_refit,
         )
         if refit:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded

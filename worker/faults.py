@@ -3,7 +3,9 @@ that dies at a given step of a given job, as one killed by the kernel's OOM kill
 GPU kernel would. No setting of the service; an operator never sets it.
 
 GISP_FAULT_EXIT_AT=<seed>:<step>: the process running a job whose `seed` setting is <seed> exits
-at once (os._exit, no cleanup, like SIGKILL) when that job reaches step <step>."""
+at once (os._exit, no cleanup, like SIGKILL) when that job reaches step <step>.
+GISP_FAULT_EXIT_AT=<seed>:tyr:<target>:<round>:<phase>:<done>: the same at a `tyr` job's search
+progress report (a ladder layer built, not one a resume read back; a generation finished)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 VARIABLE = "GISP_FAULT_EXIT_AT"
 
 
-def maybe_die(seed: int, step: int) -> None:
+def maybe_die(seed: int, step: int | str) -> None:
     value = os.environ.get(VARIABLE)
     if value and value == f"{seed}:{step}":
         os._exit(137)

@@ -65,8 +65,10 @@ class JobObserver(PruneObserver):
         dtype: str,
         deadline: float | None = None,
         targets: list[float] | None = None,
+        seed: int = -1,
     ) -> None:
         self.rt, self.job_id, self.tenant_id, self.lease, self.dtype = rt, job_id, tenant_id, lease, dtype
+        self.seed = seed  # the job's, for the tests' fault injection only
         self.targets = [round(t, 6) for t in targets or []]
         # why the engine was asked to stop: "cancelled" (by the user), "lost" (another worker owns
         # the job now: this one was presumed dead), "interrupted" (this worker is shutting down) or
@@ -147,6 +149,9 @@ class JobObserver(PruneObserver):
     def on_search(self, progress: SearchProgress) -> None:
         """A search-based method's progress inside a target (ladder layers, generations with the
         best fitness) as a `search` event; a heartbeat keeps the lease between targets."""
+        if progress.phase != "ladder" or progress.loaded < progress.done:  # tests' fault injection only
+            p = progress
+            maybe_die(self.seed, f"tyr:{p.target:g}:{p.round}:{p.phase}:{p.done}")
         with write_transaction(self.rt.sessions) as session:
             if job_repo.heartbeat(session, self.job_id, self.lease):
                 event_repo.append(session, self.job_id, "search", asdict(progress))

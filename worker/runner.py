@@ -142,10 +142,19 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             settings.dtype,
             deadline=_deadline(rt, job.started_at),
             targets=settings.targets,
+            seed=settings.seed,
         )
         resume = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
         data_path, eval_path = job_data_paths(rt, job)
-        gisp.run(source, data_path, settings, observer=observer, resume=resume, eval_data=eval_path)
+        gisp.run(
+            source,
+            data_path,
+            settings,
+            observer=observer,
+            resume=resume,
+            eval_data=eval_path,
+            state_dir=trajectory_file.parent,  # the job's folder: tyr's ladders persist there for a resume
+        )
         outcome = "succeeded"
     except gisp.PruningStopped:
         outcome = observer.stop_reason if observer is not None and observer.stop_reason else "cancelled"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,12 +35,17 @@ class SearchProgress:
     total: int
     best_fitness: float | None  # KL from the dense model of the best allocation so far (search)
     seconds: float  # since the target's search started
+    # ladder phase: how many of the `done` layers were read back from the run's folder (a resume)
+    # instead of built; a round whose result was stored reports nothing
+    loaded: int = 0
 
 
 @dataclass
 class SearchContext:
     """What a search sees: the dense model, the calibration batches, the run's settings, and the
-    observer's progress and stop callbacks."""
+    observer's progress and stop callbacks. `state_dir` is the run's folder (beside its
+    trajectory, kept by a resume), where a method may keep what lets a resumed run continue a
+    target it was in; `run_key` names the base model (and revision) for such state's fingerprint."""
 
     model: nn.Module
     adapter: ArchitectureAdapter
@@ -51,6 +57,8 @@ class SearchContext:
     protected: set[int]
     report: Callable[[SearchProgress], None]
     should_stop: Callable[[], bool]
+    state_dir: Path | None = None
+    run_key: str = ""
 
 
 @dataclass
@@ -62,3 +70,5 @@ class SearchOutcome:
     loss: float  # the calibration objective of the result
     fitness: float  # its KL from the dense model on the last stage's sequences
     applied: Callable[[], AbstractContextManager]  # the dense model runs as the result inside it
+    # called once the target's checkpoint is persisted and announced: drop the state kept to resume it
+    committed: Callable[[], None] | None = None

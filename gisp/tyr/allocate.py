@@ -20,6 +20,7 @@ from gisp.schedule import nearest_count
 from gisp.structure import KINDS, ArchSpec, Structure
 from gisp.tyr.fitness import DenseReference
 from gisp.tyr.search import Space, evolve
+from gisp.tyr.store import RoundStore, batches_sha256, clear_target
 from gisp.tyr.supernet import Block, Supernet
 
 __all__ = ["SearchContext", "SearchOutcome", "SearchProgress", "TyrSession", "gisp_counts", "uniform_counts"]
@@ -95,6 +96,27 @@ class TyrSession:
         self.stages = sorted({min(n, available) for n in s.tyr_stage_samples})
         self.keep = list(s.tyr_stage_keep)[: len(self.stages) - 1]
         self.net = Supernet(ctx.model, ctx.adapter, ctx.batches, ctx.device)
+        self.data_sha = batches_sha256(ctx.batches) if ctx.state_dir is not None else ""
+
+    def _store(self, target: float, number: int, plan: dict[Block, tuple[int, int]]) -> RoundStore | None:
+        """Where this round's ladders and search state persist (None: the run has no folder)."""
+        ctx, s = self.ctx, self.ctx.settings
+        if ctx.state_dir is None:
+            return None
+        key = {
+            "base": ctx.run_key,
+            "dtype": s.dtype,
+            "device": str(ctx.device),
+            "data": self.data_sha,
+            "seed": s.seed,
+            "tyr": {k: v for k, v in sorted(s.to_dict().items()) if k.startswith("tyr_")},
+            "target": target,
+            "round": number,
+            "plan": sorted([layer, kind, centre, step] for (layer, kind), (centre, step) in plan.items()),
+        }
+        store = RoundStore(ctx.state_dir, target, number, key)
+        store.prune_siblings()
+        return store
 
     def search(self, target: float) -> SearchOutcome:
         ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
@@ -104,7 +126,11 @@ class TyrSession:
         centre, fitness = dict(start), float("nan")
         for round_index in range(s.tyr_rounds):
             centre, fitness = self._round(target, round_index, blocks, centre, started)
-        return self._outcome(blocks, centre, fitness)
+        outcome = self._outcome(blocks, centre, fitness)
+        if ctx.state_dir is not None:
+            state_dir = ctx.state_dir
+            outcome.committed = lambda: clear_target(state_dir, target)
+        return outcome
 
     def _round(
         self, target: float, round_index: int, blocks: list[Block], centre: dict[Block, int], started: float
@@ -116,10 +142,17 @@ class TyrSession:
         step = {kind: max(1, round(fraction * spec.units(kind))) for kind in KINDS}
 
         def report(phase: str, done: int, total: int, best: float | None) -> None:
-            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, time.perf_counter() - started))
+            seconds, loaded = time.perf_counter() - started, self.net.loaded if phase == "ladder" else 0
+            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, seconds, loaded))
 
         plan = {b: (centre[b], step[b[1]]) for b in blocks}
-        self.net.build(plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None))
+        store = self._store(target, number, plan)
+        last = number == rounds  # its ladders make the outcome
+        if store is not None and not last and (done := store.load_result(blocks)) is not None:
+            return done  # finished before an interruption
+        self.net.build(
+            plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None), store
+        )
         ladders = [self.net.ladders[b] for b in blocks]
 
         def counts(genome: tuple[int, ...]) -> dict[Block, int]:
@@ -142,7 +175,12 @@ class TyrSession:
             s.seed + round_index,
             lambda g: report("search", g.generation, g.generations, g.best),
             ctx.should_stop,
+            resume=store.load_search() if store is not None else None,
+            on_state=store.save_search if store is not None else None,
         )
+        if store is not None and not last:
+            store.save_result(counts(genome), fitness)
+            store.drop_ladders()  # the next round re-centres: these are never read again
         return counts(genome), fitness
 
     def _outcome(self, blocks: list[Block], counts: dict[Block, int], fitness: float) -> SearchOutcome:

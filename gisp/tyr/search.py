@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gisp.errors import PruningStopped
 
@@ -95,9 +96,14 @@ def evolve(
     seed: int,
     on_generation: Callable[[Generation], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Genome, float]:
     """The best genome found and its fitness on `stages[-1]` sequences (lower is better).
-    `stages` are sequence counts, increasing; `keep[i]` survivors go from stage i to i+1."""
+    `stages` are sequence counts, increasing; `keep[i]` survivors go from stage i to i+1.
+    `on_state` is given the whole search state (JSON-able) once the population is ranked and
+    after every generation; `resume` is such a state to continue from: the same calls then give
+    the same result as a search never interrupted."""
     rng = random.Random(seed)
     memo: dict[tuple[Genome, int], float] = {}
     final = stages[-1]
@@ -121,17 +127,38 @@ def evolve(
                 children.append(child)
         return children
 
+    def state(generation: int) -> dict[str, Any]:
+        version, internal, gauss = rng.getstate()
+        return {
+            "generation": generation,
+            "ranked": [list(g) for g in ranked],
+            "memo": [[list(g), n, value] for (g, n), value in memo.items()],
+            "rng": [version, list(internal), gauss],
+        }
+
     if generations == 0:  # no search: the start itself (the local pruner alone)
         return start, fit(start, final)
-    members = [start] + breed([start], population - 1)
-    ranked = sorted(members, key=lambda g: (fit(g, final), g))
-    for generation in range(1, generations + 1):
+    if resume is not None:
+        ranked = [tuple(g) for g in resume["ranked"]]
+        memo.update({(tuple(g), int(n)): float(value) for g, n, value in resume["memo"]})
+        version, internal, gauss = resume["rng"]
+        rng.setstate((version, tuple(internal), gauss))
+        done = int(resume["generation"])
+    else:
+        members = [start] + breed([start], population - 1)
+        ranked = sorted(members, key=lambda g: (fit(g, final), g))
+        done = 0
+        if on_state is not None:
+            on_state(state(0))
+    for generation in range(done + 1, generations + 1):
         if should_stop is not None and should_stop():
             raise PruningStopped(f"stopped before search generation {generation} of {generations}")
         children = breed(ranked, offspring)
         for stage, sequences in enumerate(stages[:-1]):
             children = sorted(children, key=lambda g, n=sequences: (fit(g, n), g))[: keep[stage]]
         ranked = sorted(set(ranked) | set(children), key=lambda g: (fit(g, final), g))[:population]
+        if on_state is not None:
+            on_state(state(generation))
         if on_generation is not None:
             on_generation(Generation(generation, generations, fit(ranked[0], final), len(memo)))
     return ranked[0], fit(ranked[0], final)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from gisp.objectives import Batch
 from gisp.reconstruction import GramAccumulator
 from gisp.structure import Kind
 from gisp.tyr.local import Rung, ladder
+
+if TYPE_CHECKING:  # the store reads and writes these ladders
+    from gisp.tyr.store import RoundStore
 
 Block = tuple[int, Kind]  # (layer, kind)
 
@@ -75,6 +79,7 @@ class Supernet:
     def __init__(self, model: nn.Module, adapter: ArchitectureAdapter, batches: list[Batch], device: torch.device):
         self.model, self.adapter, self.batches, self.device = model, adapter, batches, device
         self.ladders: dict[Block, BlockLadder] = {}
+        self.loaded = 0  # layers of the last build read from its store, not built
 
     def module(self, block: Block) -> nn.Module:
         """The block's output projection in the dense model."""
@@ -150,13 +155,17 @@ class Supernet:
         damp: float,
         rounds: int,
         on_layer: Callable[[int, int], None] | None = None,
+        store: RoundStore | None = None,
     ) -> None:
         """Build every block's ladder: `plan` maps a block to (centre count, step in units).
-        `on_layer(done, total)` is told after each layer."""
-        self.ladders = {}
+        `on_layer(done, total)` is told after each layer. With a `store`, a layer it holds is
+        loaded instead of built (no Gram pass), every layer built is written to it, and the
+        rungs' weights stay in its files, read when used."""
+        self.ladders, self.loaded = {}, 0
         layers = sorted({layer for layer, _ in plan})
         size = {kind: self.adapter.output_unit_size(kind) for kind in ("attn", "mlp")}
         for done, layer in enumerate(layers, 1):
+            wanted: dict[Block, tuple[int, int, list[int]]] = {}
             for kind in ("attn", "mlp"):
                 block = (layer, kind)
                 if block not in plan:
@@ -165,11 +174,23 @@ class Supernet:
                 units = self.module(block).in_features // size[kind]
                 half = levels // 2
                 counts = [centre - o * step for o in range(-half, levels - half)]
-                counts = [c for c in counts if 0 <= c <= units]
-                expected = {b: ld.centre for b, ld in self.ladders.items()}
-                gram = self.gram(block, expected)
-                weight = self.module(block).weight
-                rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
-                self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
+                wanted[block] = (centre, step, [c for c in counts if 0 <= c <= units])
+            stored = store.load_layer(layer, wanted) if store is not None else None
+            if stored is not None:
+                self.ladders.update({ld.block: ld for ld in stored})
+                self.loaded += 1
+            else:
+                for block, (centre, step, counts) in wanted.items():
+                    kind = block[1]
+                    units = self.module(block).in_features // size[kind]
+                    expected = {b: ld.centre for b, ld in self.ladders.items()}
+                    gram = self.gram(block, expected)
+                    weight = self.module(block).weight
+                    rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
+                    self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
+                if store is not None:  # kept on disk from now on (read when used)
+                    self.ladders.update(
+                        {ld.block: ld for ld in store.save_layer(layer, [self.ladders[b] for b in wanted])}
+                    )
             if on_layer is not None:
                 on_layer(done, len(layers))

@@ -13,6 +13,7 @@ import pytest
 
 from gisp.cli import main
 from gisp_service.client import GispClient
+from gisp_service.client.display import NESTED
 from tests.conftest import shared_path
 from tests.live import live_server
 
@@ -82,11 +83,14 @@ def test_submit_wait_checkpoints_download_and_load(service, small_text, tmp_path
 
     assert main(["checkpoints", job_id, *flags]) == 0
     table = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in table[2:]]
+    rows = [line.split() for line in table[2:-1]]
     assert [row[1] for row in rows] == ["0.20", "0.40"] and all(row[0].startswith("ckpt_") for row in rows)
+    assert table[-1] == NESTED[True]  # a ranking method's family is nested, and the table says so
 
     with GispClient(url, key) as client:
-        listed = {c["target_sparsity"]: c for c in client.checkpoints(job_id)}
+        listing = client.checkpoints(job_id)
+        listed = {c["target_sparsity"]: c for c in listing}
+    assert listing.nested is True
     budget = listed[0.2]["parameter_count"] - 1  # too big for 0.2, so the least-pruned fit is 0.4
     out_dir = tmp_path / "model"
     assert main(["download", job_id, "--max-params", str(budget), "--out", str(out_dir), *flags]) == 0
@@ -145,3 +149,33 @@ def test_wait_exits_non_zero_when_the_job_fails(service, small_text, capsys):
     assert code == 1
     job_id = out.strip().splitlines()[-1]
     assert f"gisp: job {job_id} failed: model_not_found" in err and "Traceback" not in err
+
+
+def test_checkpoint_listings_say_whether_a_tyr_family_is_nested(service, small_text, capsys):
+    """A tyr job's targets are searched apart: the client's list, the table and --json carry the
+    server's `nested` for the whole family, across pages."""
+    url, key = service
+    flags = ["--url", url, "--api-key", key]
+    code = main(
+        ["submit", "stories260K", "--data", str(small_text), "--targets", "0.3,0.5", "--method", "tyr"]
+        + ["--samples", "8", "--seq-len", "64", "--tyr-rounds", "1", "--tyr-generations", "2"]
+        + ["--tyr-offspring", "4", "--tyr-levels", "5", "--tyr-stage-samples", "2,8", "--tyr-stage-keep", "2"]
+        + ["--wait", *flags]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    job_id = out.strip().splitlines()[-1]
+    raw = httpx.get(f"{url}/v1/jobs/{job_id}/checkpoints", headers={"Authorization": f"Bearer {key}"}).json()
+    first = httpx.get(f"{url}/v1/jobs/{job_id}/checkpoints?limit=1", headers={"Authorization": f"Bearer {key}"}).json()
+    assert len(raw["data"]) == 2 and first["has_more"]
+    with GispClient(url, key) as client:
+        listing, paged = client.checkpoints(job_id), client.checkpoints(job_id, page_size=1)  # one page, two
+    for got in (listing, paged):
+        assert [c["id"] for c in got] == [c["id"] for c in raw["data"]] and got.nested is raw["nested"]
+
+    assert main(["checkpoints", job_id, *flags]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == NESTED[raw["nested"]]
+    assert main(["checkpoints", job_id, "--json", *flags]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["nested"] is raw["nested"] and [c["id"] for c in printed["data"]] == [c["id"] for c in raw["data"]]
+    print(f"tyr family nested: {raw['nested']}")

@@ -47,7 +47,7 @@ def _run(stories_model: Path, stories_text: Path, in_loop: bool, stop_after: int
     trajectory = resume or new_trajectory(prepared.loaded, settings, prepared.data_sha256)
     observer = StopAfter(stop_after) if stop_after else None
     try:
-        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, False, None, refit)
+        prune(prepared.loaded, prepared.calibration, settings, trajectory, observer, measure, False, step_refit=refit)
     except PruningStopped:
         pass
     return trajectory, refit, measure

@@ -169,6 +169,11 @@ class Service:
         return self.client.app.state.ctx.rt
 
 
+# a tyr job with this seed kills its worker once it has built the first target's second ladder layer
+# (worker/faults.py; test_tyr_job.py): every other job runs normally, and a resumed one passes it
+TYR_FAULT_SEED = 5151
+
+
 def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
     """The service's environment in the tests: short heartbeats and reconcile passes, one torch thread."""
     env = {
@@ -188,6 +193,7 @@ def service_env(backend: Backend, data_dir: Path) -> dict[str, str]:
         "GISP_RATE_UPLOADS_PER_MINUTE": "0",
         "GISP_METRICS_TOKEN": METRICS_TOKEN,
         "GISP_QUEUE": os.environ.get("GISP_TEST_QUEUE", "prune") if backend.broker_url else "prune",
+        "GISP_FAULT_EXIT_AT": f"{TYR_FAULT_SEED}:tyr:0.3:1:ladder:2",
     }
     if backend.database_url:
         env["GISP_DATABASE_URL"] = backend.database_url

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from gisp.export import materialize
 from gisp.trajectory import Trajectory
-from tests.service.conftest import MODEL_ROOT, TINY, submit, wait_finished
+from tests.service.conftest import MODEL_ROOT, TINY, TYR_FAULT_SEED, submit, wait_finished
 
 pytestmark = pytest.mark.service
 
@@ -67,3 +67,40 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     ids = torch.randint(0, 512, (2, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
+
+
+def test_tyr_worker_killed_in_the_ladders_resumes_them(service, text_dataset):
+    """The worker dies (os._exit, as SIGKILL or the OOM killer would) right after building the
+    second ladder layer of the first target; the reconciler re-queues the job, the next worker
+    reads the two finished layers back from the job's folder instead of rebuilding them, and the
+    job succeeds leaving no ladder files. The death is injected (TYR_FAULT_SEED, worker/faults.py):
+    a kill from outside cannot land inside a ladder phase that lasts milliseconds on this model.
+    That the result is byte-identical to an uninterrupted run's is tests/engine/test_tyr_resume.py's
+    (a second job with this seed would die the same way)."""
+    body = {**TYR, "targets": [0.3], "dataset_id": text_dataset["id"], "seed": TYR_FAULT_SEED}
+    job = submit(service, body).json()
+    worker = service.worker
+    try:
+        assert worker.process is not None and worker.process.wait(timeout=120) == 137  # died at the fault
+        folder = service.rt.store.trajectory_path(job["id"]).parent / "tyr"
+        layers = sorted(p.name for p in folder.rglob("layer-*.safetensors"))
+        assert layers == ["layer-0000.safetensors", "layer-0001.safetensors"]  # what the dead worker finished
+    finally:  # the next tests need a worker
+        if worker.process is not None and worker.process.poll() is None:
+            worker.kill()
+        worker.start()
+    final = wait_finished(service, job["id"], timeout=180)
+    assert final["status"] == "succeeded", final
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=500", headers=service.headers()).json()["data"]
+    assert sum(1 for e in events if e["type"] == "started") == 2
+    restart = max(e["seq"] for e in events if e["type"] == "started")
+    ladder = [
+        (e["data"]["done"], e["data"]["loaded"])
+        for e in events
+        if e["seq"] > restart and e["type"] == "search" and e["data"]["phase"] == "ladder"
+    ]
+    assert ladder == [(1, 1), (2, 2), (3, 2), (4, 2), (5, 2)]  # two layers read back, three built
+    assert not folder.exists()  # nothing left once the checkpoint is registered
+    checkpoint = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()["data"]
+    response = service.client.get(f"/v1/checkpoints/{checkpoint[0]['id']}/download", headers=service.headers())
+    assert response.status_code == 200, response.text
