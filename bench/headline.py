@@ -1,6 +1,7 @@
 """The headline ratios of docs/benchmarks.md, computed from the benchmarks' JSON in bench/results/:
-gisp vs wanda-sp and oneshot perplexity at 0.4/0.5, step time over the floor, peak memory over
-weight bytes, inference speedup at 0.5."""
+gisp vs wanda-sp and oneshot perplexity at 0.4/0.5 (without reconstruction, and both with the
+default reconstruction), step time over the floor, peak memory over weight bytes, inference
+speedup at 0.5."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SETS = ("tinystories", "wikitext2", "c4")
+DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"  # the engine's default, as bench/reconstruction.py spells it
 
 
 def load(name: str) -> dict | None:
@@ -19,6 +22,42 @@ def load(name: str) -> dict | None:
 
 def mean_ppl(runs: list[dict], label: str, target: float, text: str) -> float:
     return statistics.mean(r["targets"][str(target)]["perplexity"][text] for r in runs if r["label"] == label)
+
+
+def mean_row_ppl(rows: list[dict], label: str, variant: str, target: float, text: str) -> float:
+    """Mean over seeds of bench/reconstruction.py's rows."""
+    return statistics.mean(
+        r["ppl"][text]
+        for r in rows
+        if r["label"] == label and r["variant"] == variant and abs(r["target"] - target) < 1e-9
+    )
+
+
+def reconstruction_lines(data: dict, mine: str = "gisp:fisher", theirs: str = "wanda-sp") -> list[str]:
+    """`mine` / `theirs`, both with the default reconstruction, at 0.4 and 0.5, and `mine` against
+    dense and against itself unreconstructed (same pruning runs, same windows)."""
+    rows, dense = data["rows"], data["dense"]
+    present = {(r["label"], r["variant"]) for r in rows}
+    if not {(mine, DEFAULT_RECONSTRUCTION), (theirs, DEFAULT_RECONSTRUCTION), (mine, "none")} <= present:
+        return []
+    seeds = len({r["seed"] for r in rows if r["label"] == mine})
+    lines = []
+    for target in (0.4, 0.5):
+        parts = []
+        for text in SETS:
+            a, b, cut = (
+                mean_row_ppl(rows, label, variant, target, text)
+                for label, variant in ((mine, DEFAULT_RECONSTRUCTION), (theirs, DEFAULT_RECONSTRUCTION), (mine, "none"))
+            )
+            parts.append(
+                f"{text} {a:.1f}/{b:.1f} = **{a / b:.2f}×** ({mine} {a / dense[text]:.1f}× dense, "
+                f"{cut / dense[text]:.1f}× unreconstructed)"
+            )
+        lines.append(
+            f"- perplexity {mine} / {theirs}, both + {DEFAULT_RECONSTRUCTION}, at {target} "
+            f"(mean of {seeds} seeds): " + "; ".join(parts)
+        )
+    return lines
 
 
 def main() -> None:
@@ -40,6 +79,9 @@ def main() -> None:
                     mine, theirs = (mean_ppl(quality["runs"], lab, 0.5, text) for lab in (label, "wanda-sp"))
                     parts.append(f"{text} **{mine / theirs:.2f}×**")
                 lines.append(f"- perplexity {label} / wanda-sp at 0.5: " + "; ".join(parts))
+    reconstruction = load("reconstruction_v3")
+    if reconstruction:
+        lines += reconstruction_lines(reconstruction)
     for name in ("speed", "speed_1b"):
         speed = load(name)
         for r in speed["results"] if speed else []:

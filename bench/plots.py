@@ -1,5 +1,6 @@
 """Figures for docs/benchmarks.md from the benchmarks' JSON output: perplexity vs sparsity per
-method, the per-layer widths kept at the largest target, and perplexity vs schedule length."""
+method (with the default reconstruction's curves from bench/reconstruction.py beside them), the
+per-layer widths kept at the largest target, and perplexity vs schedule length."""
 
 from __future__ import annotations
 
@@ -25,9 +26,39 @@ STYLE = {
     "gisp reference-norm": dict(color="C4", ls="--"),
     "gisp protect[0,4]": dict(color="C2", ls="--"),
 }
+DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"  # the engine's default, as bench/reconstruction.py spells it
 
 
-def perplexity_plot(data: dict, out: Path) -> None:
+def reconstruction_style(label: str) -> dict:
+    """bench/reconstruction.py's `method:importance` label drawn in the colour of quality.py's same config
+    (`gisp:fisher` as `gisp fisher`, `gisp:taylor` as `gisp`), else of its method."""
+    method, _, importance = label.partition(":")
+    name = f"{method} {importance}" if method == "gisp" and importance not in ("", "taylor") else method
+    return dict(color=STYLE.get(name, STYLE.get(method, {})).get("color", "C5"))
+
+
+def reconstruction_curves(data: list[dict], name: str, variant: str) -> list[tuple[str, list, list, list, int]]:
+    """(label, sparsity targets with 0, mean, std, seeds) per method of bench/reconstruction.py's rows
+    of one variant; each JSON's own dense figure is the 0 point."""
+    curves = []
+    for results in data:
+        rows = [r for r in results["rows"] if r["variant"] == variant]
+        for label in dict.fromkeys(r["label"] for r in rows):
+            mine = [r for r in rows if r["label"] == label]
+            targets = sorted({r["target"] for r in mine})
+            xs, means, stds = [0.0], [results["dense"][name]], [0.0]
+            for t in targets:
+                values = [r["ppl"][name] for r in mine if r["target"] == t]
+                xs.append(t)
+                means.append(statistics.mean(values))
+                stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+            curves.append((label, xs, means, stds, len({r["seed"] for r in mine})))
+    return curves
+
+
+def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = None) -> None:
+    """quality.py's methods without reconstruction (solid); with `reconstructed` (bench/reconstruction.py
+    JSON) also each method + the default reconstruction (dotted, its own calibration: see the legend)."""
     targets = data["targets"]
     labels = list(dict.fromkeys(r["label"] for r in data["runs"]))
     fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
@@ -42,6 +73,19 @@ def perplexity_plot(data: dict, out: Path) -> None:
                 stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
             style = STYLE.get(label, dict(color=f"C{(index + 4) % 10}", ls="--" if " " in label else "-"))
             ax.errorbar(xs, means, yerr=stds, marker="o", ms=3.5, capsize=2, label=f"{label} (n={len(runs)})", **style)
+        for label, xs, means, stds, seeds in reconstruction_curves(reconstructed or [], name, DEFAULT_RECONSTRUCTION):
+            ax.errorbar(
+                xs,
+                means,
+                yerr=stds,
+                marker="s",
+                ms=3,
+                capsize=2,
+                ls=":",
+                lw=2,
+                label=f"{label} + {DEFAULT_RECONSTRUCTION}† (n={seeds})",
+                **reconstruction_style(label),
+            )
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
@@ -49,8 +93,45 @@ def perplexity_plot(data: dict, out: Path) -> None:
     axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=9)
-    fig.suptitle("stories260K: perplexity vs sparsity (0 = dense)")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    title = "stories260K: perplexity vs sparsity (0 = dense)"
+    if reconstructed:
+        title += (
+            "\n† dotted: + reconstruction, §8's runs (64×256 calibration, 16 steps, 32 eval windows: own dense point)"
+        )
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.16 if reconstructed else 0.12, 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def reconstruction_plot(data: list[dict], out: Path) -> None:
+    """bench/reconstruction.py: each method without reconstruction (solid) and with the default one (dotted),
+    from the same pruning runs and evaluation windows."""
+    fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
+    for ax, (name, title) in zip(axes, SETS.items(), strict=True):
+        for variant, ls, marker in (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s")):
+            for label, xs, means, stds, seeds in reconstruction_curves(data, name, variant):
+                ax.errorbar(
+                    xs,
+                    means,
+                    yerr=stds,
+                    marker=marker,
+                    ms=3.5,
+                    capsize=2,
+                    ls=ls,
+                    lw=2,
+                    label=f"{label} + {variant} (n={seeds})",
+                    **reconstruction_style(label),
+                )
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=9)
+    fig.suptitle("stories260K: without (solid) and with the default reconstruction (dotted); 0 = dense")
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * ((len(names) + 1) // 2), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -122,15 +203,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=Path, default=REPO / "bench" / "results" / "quality.json")
     parser.add_argument("--schedule", type=Path, default=REPO / "bench" / "results" / "schedule.json")
+    parser.add_argument(
+        "--reconstruction",
+        type=Path,
+        nargs="*",
+        default=[
+            REPO / "bench" / "results" / f"{name}.json" for name in ("reconstruction_v3", "reconstruction_v3_others")
+        ],
+        help="bench/reconstruction.py JSON whose default-reconstruction curves are drawn (missing files skipped)",
+    )
     parser.add_argument("--outdir", type=Path, default=REPO / "docs")
     parser.add_argument(
         "--layer-methods", default="gisp;oneshot;wanda-sp;gisp fisher;gisp protect[0,4]", help="labels, ;-separated"
     )
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
+    reconstructed = [json.loads(p.read_text()) for p in args.reconstruction if p.is_file()]
+    if reconstructed:
+        reconstruction_plot(reconstructed, args.outdir / "reconstruction_vs_sparsity.png")
+        print(f"wrote {args.outdir / 'reconstruction_vs_sparsity.png'}")
+    else:
+        print(
+            "note: no reconstruction JSON found; "
+            "run bench/reconstruction.py --json bench/results/reconstruction_v3.json"
+        )
     if args.quality.is_file():
         quality = json.loads(args.quality.read_text())
-        perplexity_plot(quality, args.outdir / "perplexity_vs_sparsity.png")
+        perplexity_plot(quality, args.outdir / "perplexity_vs_sparsity.png", reconstructed)
         layer_plot(quality, args.outdir / "layer_widths.png", args.layer_methods.split(";"))
         print(f"wrote {args.outdir / 'perplexity_vs_sparsity.png'}, {args.outdir / 'layer_widths.png'}")
     else:

@@ -276,7 +276,10 @@ def report(args, targets, dense, rows, costs, cost) -> None:
                 mine = [r for r in rows if r["label"] == label and r["variant"] == variant and r["lam"] == lam]
                 if not mine:
                     continue
-                cells = [f"{label} + {variant}" + (f" λ={lam:g}" if lam is not None and variant != "bias" else "")]
+                cells = [
+                    f"{label} + {variant}"
+                    + (f" λ={lam:g}" if lam is not None and variant.partition("+")[0] != "bias" else "")
+                ]
                 for t in targets:
                     values = [r["ppl"][name] for r in mine if abs(r["target"] - t) < 1e-9]
                     mean = sum(values) / len(values)
