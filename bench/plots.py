@@ -136,7 +136,7 @@ def reconstruction_plot(data: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def layer_plot(data: dict, out: Path, labels: list[str]) -> None:
+def layer_plot(data: dict, out: Path, labels: list[str], what: str = "kept per layer") -> None:
     arch = data["arch"]
     target = str(max(data["targets"]))
     available = [lab for lab in labels if any(r["label"] == lab for r in data["runs"])]
@@ -161,7 +161,7 @@ def layer_plot(data: dict, out: Path, labels: list[str]) -> None:
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"stories260K at {float(target):g} sparsity: kept per layer (seed 0; labels = counts)")
+    fig.suptitle(f"stories260K at {float(target):g} sparsity: {what} (seed 0; labels = counts)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -212,6 +212,8 @@ def main() -> None:
         ],
         help="bench/reconstruction.py JSON whose default-reconstruction curves are drawn (missing files skipped)",
     )
+    parser.add_argument("--tyr", type=Path, default=REPO / "bench" / "results" / "tyr.json", help="bench/tyr.py JSON")
+    parser.add_argument("--tyr-labels", default="gisp;wanda-sp+lstsq;tyr;tyr hybrid", help="its configs, ;-separated")
     parser.add_argument("--outdir", type=Path, default=REPO / "docs")
     parser.add_argument(
         "--layer-methods", default="gisp;oneshot;wanda-sp;gisp fisher;gisp protect[0,4]", help="labels, ;-separated"
@@ -234,6 +236,12 @@ def main() -> None:
         print(f"wrote {args.outdir / 'perplexity_vs_sparsity.png'}, {args.outdir / 'layer_widths.png'}")
     else:
         print(f"note: {args.quality} not found; run bench/quality.py --json {args.quality}")
+    if args.tyr.is_file() and args.quality.is_file():  # bench/tyr.py records widths, not the architecture
+        tyr_runs = json.loads(args.tyr.read_text())
+        tyr_runs["arch"] = json.loads(args.quality.read_text())["arch"]
+        what = "kept per layer, tyr's searched allocation beside GISP's ranking"
+        layer_plot(tyr_runs, args.outdir / "layer_widths_tyr.png", args.tyr_labels.split(";"), what)
+        print(f"wrote {args.outdir / 'layer_widths_tyr.png'}")
     if args.schedule.is_file():
         schedule_plot(json.loads(args.schedule.read_text()), args.outdir / "schedule.png")
         print(f"wrote {args.outdir / 'schedule.png'}")
