@@ -156,6 +156,11 @@ class PruneSettings:
     tyr_top_k: int = _setting(64, "tyr: dense next-token logits cached per position for the KL fitness", ge=1)
     tyr_update_rounds: int = _setting(16, "tyr: greedy removal rounds with weight updates per level", ge=1, lt=1025)
     tyr_damp: float = _setting(0.01, "tyr: ridge damping of the local re-solve, relative to mean(diag XᵀX)", ge=0.0)
+    tyr_anchor: bool = _setting(
+        False,
+        "tyr: the local re-solve's ridge pulls toward the dense weight's kept columns, not zero (a large "
+        "tyr_damp then keeps the weights as cut)",
+    )
     tyr_start: str = _setting(
         "uniform",
         "tyr: the first ladders' centre: uniform, or gisp's one-shot allocation",

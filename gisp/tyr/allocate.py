@@ -119,7 +119,14 @@ class TyrSession:
             ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, time.perf_counter() - started))
 
         plan = {b: (centre[b], step[b[1]]) for b in blocks}
-        self.net.build(plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None))
+        self.net.build(
+            plan,
+            s.tyr_levels,
+            s.tyr_damp,
+            s.tyr_update_rounds,
+            lambda d, t: report("ladder", d, t, None),
+            anchor=s.tyr_anchor,
+        )
         ladders = [self.net.ladders[b] for b in blocks]
 
         def counts(genome: tuple[int, ...]) -> dict[Block, int]:

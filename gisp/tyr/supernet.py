@@ -150,9 +150,10 @@ class Supernet:
         damp: float,
         rounds: int,
         on_layer: Callable[[int, int], None] | None = None,
+        anchor: bool = False,
     ) -> None:
         """Build every block's ladder: `plan` maps a block to (centre count, step in units).
-        `on_layer(done, total)` is told after each layer."""
+        `on_layer(done, total)` is told after each layer; `anchor` as in `ladder`."""
         self.ladders = {}
         layers = sorted({layer for layer, _ in plan})
         size = {kind: self.adapter.output_unit_size(kind) for kind in ("attn", "mlp")}
@@ -169,7 +170,7 @@ class Supernet:
                 expected = {b: ld.centre for b, ld in self.ladders.items()}
                 gram = self.gram(block, expected)
                 weight = self.module(block).weight
-                rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
+                rungs = ladder(gram, weight, size[kind], counts, damp, rounds, f"layer {layer} {kind}", anchor)
                 self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
             if on_layer is not None:
                 on_layer(done, len(layers))
