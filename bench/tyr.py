@@ -169,7 +169,11 @@ def main() -> None:
             )
             lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
-                print(f"{label} seed {seed} failed:\n{done.stderr[-3000:]}", flush=True)
+                print(
+                    f"{label} seed {seed} failed (exit status {done.returncode}):\n"
+                    f"{done.stderr[-3000:]}{done.stdout[-1000:]}",
+                    flush=True,
+                )
                 continue
             result = json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": seed}
             runs.append(result)
@@ -196,7 +200,7 @@ def tyr_overrides(text: str) -> dict:
         name, _, value = item.partition("=")
         if not name.startswith("tyr_"):
             raise SystemExit(f"--tyr takes tyr_* settings, not {name!r}")
-        parts = [json.loads(v) if v[:1].isdigit() else v for v in value.split("/")]
+        parts = [json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v for v in value.split("/")]
         out[name] = parts if name in ("tyr_stage_samples", "tyr_stage_keep") else parts[0]
     gisp.PruneSettings(targets=[0.5], method="tyr", **out)  # a bad name or value fails here, before any run
     return out
