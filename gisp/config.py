@@ -228,7 +228,10 @@ def setting_spec(name: str) -> SettingSpec:
 
 
 def check_setting(spec: SettingSpec, value: Any) -> None:
-    """Raise ConfigError naming the setting when `value` breaks its bounds or choices."""
+    """Raise ConfigError naming the setting when `value` breaks its bounds or choices, or a
+    switch is not a bool (a truthy string must not silently turn one on)."""
+    if spec.type is bool and not isinstance(value, bool):
+        raise ConfigError(f"{spec.name} must be true or false, not {value!r}", field=spec.name)
     if spec.min_items is not None and len(value) < spec.min_items:
         raise ConfigError(f"{spec.name} needs at least {spec.min_items} value(s)", field=spec.name)
     if spec.max_items is not None and len(value) > spec.max_items:

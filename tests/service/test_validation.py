@@ -58,6 +58,7 @@ def fields(body: dict) -> set[str]:
         ({"protect_layers": [10**6]}, "protect_layers.0"),
         ({"method": "tyr", "tyr_levels": 2}, "tyr_levels"),
         ({"method": "tyr", "tyr_stage_samples": [4, 16, 64], "tyr_stage_keep": [2]}, "tyr_stage_keep"),
+        ({"method": "tyr", "tyr_anchor": "sometimes"}, "tyr_anchor"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
