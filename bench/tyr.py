@@ -133,12 +133,18 @@ def main() -> None:
     parser.add_argument("--ns-items", type=int, default=200, help="next-sentence items (held-out TinyStories)")
     parser.add_argument("--steps", type=int, default=16, help="gisp's schedule steps")
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, default=None, help="run nothing: one report of the runs in these --json files"
+    )
     parser.add_argument("--reference", default="gisp+default", help="config the ratio table divides by")
     parser.add_argument("--tyr", default="", help="tyr settings over the defaults, e.g. tyr_rounds=2,tyr_generations=4")
     args = parser.parse_args()
     if args.quick:
         args.targets, args.samples, args.eval_windows = "0.5", 16, 8
     common.setup(args)
+    if args.merge:
+        merge(args)
+        return
     model = args.model or common.STORIES
     common.require_assets(model, common.TINYSTORIES, common.WIKITEXT, common.C4)
     overrides = tyr_overrides(args.tyr)
@@ -206,10 +212,32 @@ def tyr_overrides(text: str) -> dict:
     return out
 
 
+def merge(args) -> None:
+    """One report of runs measured by separate invocations with the same calibration and windows:
+    the runs of `--configs`, the targets of `--targets` that every one has; a (config, seed) twice
+    is an error."""
+    runs, seen = [], set()
+    for path in args.merge:
+        for run in json.loads(path.read_text())["runs"]:
+            if run["label"] not in args.configs.split(","):
+                continue
+            key = (run["label"], run["seed"])
+            if key in seen:
+                raise SystemExit(f"{key} is in more than one of the merged files")
+            seen.add(key)
+            runs.append(run | {"source": path.name})
+    targets = [float(t) for t in args.targets.split(",") if all(t in r["targets"] for r in runs)]
+    if not targets:
+        raise SystemExit("no target of --targets is in every merged run")
+    print("merged: " + ", ".join(f"{r['label']} seed {r['seed']} ({r['source']})" for r in runs))
+    report(args, targets, runs)
+    common.write_json({"merged": [str(p) for p in args.merge], "targets": targets, "runs": runs}, args)
+
+
 def report(args, targets: list[float], runs: list[dict]) -> None:
     if not runs:
         return
-    dense = runs[0]["dense"]
+    dense = next((r["dense"] for r in runs if NS in r["dense"]), runs[0]["dense"])
     labels = list(dict.fromkeys(r["label"] for r in runs))
     text = [
         common.run_header(f"tyr vs gisp, {Path(str(args.model or common.STORIES)).name}", args),
@@ -234,11 +262,12 @@ def report(args, targets: list[float], runs: list[dict]) -> None:
     rows = [
         [f"{label} (n={len(mine)})"] + [common.mean_std([r["targets"][str(t)][NS] for r in mine], 3) for t in targets]
         for label in labels
-        for mine in [[r for r in runs if r["label"] == label]]
+        for mine in [[r for r in runs if r["label"] == label and NS in r["targets"][str(targets[0])]]]
+        if mine  # runs measured before the column existed have none
     ]
     text.append(
         f"**next-sentence accuracy** ({args.ns_items} items from the held-out TinyStories part, 4 choices, "
-        f"chance 0.25; dense {dense[NS]:.3f})\n"
+        f"chance 0.25; dense {dense.get(NS, float('nan')):.3f})\n"
     )
     text.append(common.markdown_table(["config"] + [f"{t:g}" for t in targets], rows) + "\n")
     if args.reference in labels:
@@ -252,6 +281,7 @@ def report(args, targets: list[float], runs: list[dict]) -> None:
             [
                 label,
                 mine[0].get("reconstruct", "?"),
+                ",".join(sorted({t for r in mine for t in r["targets"]})),
                 common.mean_std([r["wall_seconds"] for r in mine], 1),
                 common.mean_std([r["peak_rss_mib"] for r in mine], 0),
                 f"{first['sparsity']:.4f}",
@@ -260,10 +290,11 @@ def report(args, targets: list[float], runs: list[dict]) -> None:
                 str(first["kept_channels"]),
             ]
         )
-    text.append(f"**cost (all {len(targets)} targets, measurement excluded) and shape at {top} (first seed)**\n")
+    text.append(f"**cost (each run's targets, measurement excluded) and shape at {top} (first seed)**\n")
     headers = [
         "config",
         "refit",
+        "targets run",
         "wall s",
         "peak RSS MiB",
         f"sparsity @{top}",
