@@ -16,6 +16,7 @@ overrides tyr settings (a reduced search budget for a larger model); `--steps` i
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -155,6 +156,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown configs {unknown}; known: {', '.join(CONFIGS)}")
     runs = []
+    keep = out_size(args)
     for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a cut-off run keeps whole seeds
         for label in labels:
             spec = dict(
@@ -190,11 +192,23 @@ def main() -> None:
                 + ", ".join(f"{k} {v:.2f}" for k, v in top["perplexity"].items()),
                 flush=True,
             )
-            # written after every run, so a long invocation cut short keeps what it measured
+            # written after every run, so a long invocation cut short keeps what it measured; the
+            # report replaces this invocation's previous one (emit appends)
+            truncate_out(args, keep)
             report(args, targets, runs)
             common.write_json(
                 {"settings": {k: str(v) for k, v in vars(args).items()}, "targets": targets, "runs": runs}, args
             )
+
+
+def out_size(args) -> int:
+    """Bytes of `--out` before this invocation wrote to it."""
+    return args.out.stat().st_size if args.out is not None and args.out.exists() else 0
+
+
+def truncate_out(args, size: int) -> None:
+    if args.out is not None and args.out.exists():
+        os.truncate(args.out, size)
 
 
 def tyr_overrides(text: str) -> dict:

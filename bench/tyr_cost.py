@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from tyr import tyr_overrides  # noqa: E402
+from tyr import out_size, truncate_out, tyr_overrides  # noqa: E402
 
 from gisp import PruneObserver  # noqa: E402
 
@@ -42,6 +42,7 @@ def child(spec: dict) -> dict:
 
     hidden, heads, kv, inter, vocab = SHAPES[spec["shape"]]
     loaded = common.random_llama(hidden, spec["layers"], heads, kv, inter, vocab)
+    parameters = common.param_count(loaded.model)  # dense: gisp slices the model in place
     examples = common.synthetic_examples(vocab, spec["samples"], spec["seq_len"])
     settings = gisp.PruneSettings(
         targets=[spec["target"]],
@@ -59,7 +60,7 @@ def child(spec: dict) -> dict:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {
         **spec,
-        "parameters": common.param_count(loaded.model),
+        "parameters": parameters,
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "phase_wall": phases.wall,
@@ -108,6 +109,7 @@ def main() -> None:
     common.setup(args)
     overrides = tyr_overrides(args.tyr)
     runs = []
+    keep = out_size(args)
     for layers in [int(n) for n in args.layers.split(",")]:
         for method in args.methods.split(","):
             spec = dict(
@@ -134,6 +136,7 @@ def main() -> None:
                 f"{r['peak_rss_mib']:.0f} MiB",
                 flush=True,
             )
+            truncate_out(args, keep)  # this invocation's report replaces its previous one
             report(args, runs)
             common.write_json({"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs}, args)
 
