@@ -74,6 +74,7 @@ class Job(TypedDict):
     tyr_top_k: int
     tyr_update_rounds: int
     tyr_damp: float
+    tyr_anchor: bool
     tyr_start: str
     progress: Progress
     error: JobError | None

@@ -162,6 +162,11 @@ class PruneSettings:
     tyr_top_k: int = _setting(64, "tyr: dense next-token logits cached per position for the KL fitness", ge=1)
     tyr_update_rounds: int = _setting(16, "tyr: greedy removal rounds with weight updates per level", ge=1, lt=1025)
     tyr_damp: float = _setting(0.01, "tyr: ridge damping of the local re-solve, relative to mean(diag XᵀX)", ge=0.0)
+    tyr_anchor: bool = _setting(
+        False,
+        "tyr: the local re-solve's ridge pulls toward the dense weight's kept columns, not zero (a large "
+        "tyr_damp then keeps the weights as cut)",
+    )
     tyr_start: str = _setting(
         "uniform",
         "tyr: the first ladders' centre: uniform, or gisp's one-shot allocation",
@@ -247,7 +252,10 @@ def setting_spec(name: str) -> SettingSpec:
 
 
 def check_setting(spec: SettingSpec, value: Any) -> None:
-    """Raise ConfigError naming the setting when `value` breaks its bounds or choices."""
+    """Raise ConfigError naming the setting when `value` breaks its bounds or choices, or a
+    switch is not a bool (a truthy string must not silently turn one on)."""
+    if spec.type is bool and not isinstance(value, bool):
+        raise ConfigError(f"{spec.name} must be true or false, not {value!r}", field=spec.name)
     if spec.min_items is not None and len(value) < spec.min_items:
         raise ConfigError(f"{spec.name} needs at least {spec.min_items} value(s)", field=spec.name)
     if spec.max_items is not None and len(value) > spec.max_items:

@@ -151,7 +151,13 @@ class TyrSession:
         if store is not None and not last and (done := store.load_result(blocks)) is not None:
             return done  # finished before an interruption
         self.net.build(
-            plan, s.tyr_levels, s.tyr_damp, s.tyr_update_rounds, lambda d, t: report("ladder", d, t, None), store
+            plan,
+            s.tyr_levels,
+            s.tyr_damp,
+            s.tyr_update_rounds,
+            lambda d, t: report("ladder", d, t, None),
+            store,
+            anchor=s.tyr_anchor,
         )
         ladders = [self.net.ladders[b] for b in blocks]
 

@@ -6,6 +6,10 @@ greedily by the grouped OBS error tr(W_g (H⁻¹)_gg⁻¹ W_gᵀ), the inverse a
 closed form between removal rounds; at every requested level the kept weights are re-solved
 exactly, W_kept = (H_kk + λ)⁻¹ H_k: W_denseᵀ (the projection reproducing the dense block's output on
 the same inputs). Levels are nested: each removes more units from the one before.
+
+With `anchor`, the re-solve's ridge pulls toward the dense weight's kept columns instead of zero,
+W_kept = (H_kk + λ)⁻¹ (H_k: W_denseᵀ + λ W_dense[:, kept]ᵀ): a large λ then means "cut, no refit"
+rather than "shrink", which the reconstruction stage found to hold up better out of domain.
 """
 
 from __future__ import annotations
@@ -56,13 +60,22 @@ def _remove(weight: Tensor, hinv: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]
 
 
 def ladder(
-    gram: Tensor, dense: Tensor, unit_size: int, counts: list[int], damp: float, rounds: int, what: str = ""
+    gram: Tensor,
+    dense: Tensor,
+    unit_size: int,
+    counts: list[int],
+    damp: float,
+    rounds: int,
+    what: str = "",
+    anchor: bool = False,
 ) -> dict[int, Rung]:
     """Rungs for every kept-unit count in `counts` (any order): greedy removal from the dense
     block down to each count in turn, at most `rounds` removal rounds per level, then an exact
-    re-solve of the kept weights. A count equal to the block's width keeps the dense weight."""
+    re-solve of the kept weights (its ridge toward the dense kept columns with `anchor`, else
+    toward zero). A count equal to the block's width keeps the dense weight."""
     gram = gram.to(torch.float64)
     weight = dense.detach().to(device=gram.device, dtype=torch.float64)
+    original = weight.clone()
     units = list(range(gram.shape[0] // unit_size))
     cross = gram @ weight.T  # targets: the dense projection's output on the same inputs
     eye = torch.eye(gram.shape[0], dtype=torch.float64, device=gram.device)
@@ -86,7 +99,8 @@ def ladder(
             solved = torch.zeros(dense.shape[0], 0)
         else:
             cols = _columns(kept, unit_size).to(gram.device)
-            w = ridge_solve(gram[cols][:, cols], cross[cols], damp, what=what).T
+            prior = original[:, cols].T if anchor else None
+            w = ridge_solve(gram[cols][:, cols], cross[cols], damp, what=what, prior=prior).T
             weight = torch.zeros_like(weight)
             weight[:, cols] = w
             solved = w.float().cpu().contiguous()

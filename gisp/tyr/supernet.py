@@ -156,11 +156,12 @@ class Supernet:
         rounds: int,
         on_layer: Callable[[int, int], None] | None = None,
         store: RoundStore | None = None,
+        anchor: bool = False,
     ) -> None:
         """Build every block's ladder: `plan` maps a block to (centre count, step in units).
-        `on_layer(done, total)` is told after each layer. With a `store`, a layer it holds is
-        loaded instead of built (no Gram pass), every layer built is written to it, and the
-        rungs' weights stay in its files, read when used."""
+        `on_layer(done, total)` is told after each layer; `anchor` as in `ladder`. With a `store`, a
+        layer it holds is loaded instead of built (no Gram pass), every layer built is written to
+        it, and the rungs' weights stay in its files, read when used."""
         self.ladders, self.loaded = {}, 0
         layers = sorted({layer for layer, _ in plan})
         size = {kind: self.adapter.output_unit_size(kind) for kind in ("attn", "mlp")}
@@ -186,7 +187,7 @@ class Supernet:
                     expected = {b: ld.centre for b, ld in self.ladders.items()}
                     gram = self.gram(block, expected)
                     weight = self.module(block).weight
-                    rungs = ladder(gram, weight, size[kind], counts, damp, rounds, what=f"layer {layer} {kind}")
+                    rungs = ladder(gram, weight, size[kind], counts, damp, rounds, f"layer {layer} {kind}", anchor)
                     self.ladders[block] = BlockLadder(block, units, centre, step, rungs)
                 if store is not None:  # kept on disk from now on (read when used)
                     self.ladders.update(

@@ -26,6 +26,7 @@ TYR = {
     "tyr_levels": 5,
     "tyr_stage_samples": [2, 8],
     "tyr_stage_keep": [2],
+    "tyr_anchor": True,  # not the default: the job's setting must reach the worker's run
 }
 
 
@@ -35,6 +36,7 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     job = wait_finished(service, response.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["method"] == "tyr" and job["progress"]["total_steps"] == 2  # one step per target
+    assert job["tyr_anchor"] is True
     events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=500", headers=service.headers()).json()["data"]
     search = [e["data"] for e in events if e["type"] == "search"]
     generations = [d for d in search if d["phase"] == "search"]
@@ -48,6 +50,7 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     # the listing says what the stored structures are: the two targets were searched apart and the
     # 0.5 structure is not a subnetwork of the 0.3 one, which a client selecting by budget must know
     trajectory = Trajectory.load(service.rt.store.trajectory_path(job["id"]))
+    assert trajectory.settings["tyr_anchor"] is True  # the worker ran with the job's setting
     small, large = (trajectory.checkpoint(t).structure for t in (0.3, 0.5))
     assert listing["nested"] is large.is_subset_of(small) is False
     first = service.client.get(f"/v1/jobs/{job['id']}/checkpoints?limit=1", headers=service.headers()).json()

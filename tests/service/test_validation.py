@@ -60,6 +60,7 @@ def fields(body: dict) -> set[str]:
         ({"method": "tyr", "tyr_stage_samples": [4, 16, 64], "tyr_stage_keep": [2]}, "tyr_stage_keep"),
         ({"reconstruct": "bias", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
         ({"method": "wanda-sp", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
+        ({"method": "tyr", "tyr_anchor": "sometimes"}, "tyr_anchor"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
