@@ -55,6 +55,12 @@ def main() -> None:
         default=0,
         help="windows the refit fits on (0: the calibration set; more draws further windows, the pruning is unchanged)",
     )
+    parser.add_argument(
+        "--refit-targets",
+        default=None,
+        help="refit only these of --targets (comma separated; default all): the pruning still runs to the "
+        "largest target, so the structures match a run with all targets",
+    )
     parser.add_argument("--calib-fraction", type=float, default=0.25)
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
@@ -81,6 +87,11 @@ def main() -> None:
     model = str(args.model or common.STORIES)
     targets = [float(t) for t in args.targets.split(",")]
     lambdas = [float(x) for x in args.lambdas.split(",")]
+    refit_targets = [float(t) for t in args.refit_targets.split(",")] if args.refit_targets else targets
+
+    def refit(target: float) -> bool:
+        return any(abs(target - t) < 1e-9 for t in refit_targets)
+
     split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-recon-")), args.calib_fraction)
     dense = gisp.load_model(model)
     sets = common.eval_sets(dense.tokenizer, split.evaluation, args.seq_len, args.eval_windows, SETS)
@@ -115,6 +126,7 @@ def main() -> None:
                 name, _, guard = variant.partition("+")
                 for lam in lambdas if name != "bias" else [lambdas[0]]:
                     copied = copy.deepcopy(trajectory)
+                    copied.checkpoints = [r for r in copied.checkpoints if refit(r.target)]
                     copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
@@ -126,7 +138,7 @@ def main() -> None:
                             label=label, variant=variant, lam=lam, seconds=recon_s, checkpoints=len(copied.checkpoints)
                         )
                     )
-                    at = {r["target"]: r["ppl"]["tinystories"] for r in rows[-len(targets) :]}
+                    at = {r["target"]: r["ppl"]["tinystories"] for r in rows[-len(copied.checkpoints) :]}
                     print(
                         f"{label:14s} seed {seed} {variant:12s} λ={lam:g}: {recon_s:5.1f} s; tinystories "
                         + ", ".join(f"{t:g}: {v:.2f}" for t, v in at.items()),
@@ -279,6 +291,9 @@ def report(args, targets, dense, rows, costs, cost) -> None:
                 cells = [f"{label} + {variant}" + (f" λ={lam:g}" if lam is not None and variant != "bias" else "")]
                 for t in targets:
                     values = [r["ppl"][name] for r in mine if abs(r["target"] - t) < 1e-9]
+                    if not values:
+                        cells.append("–")  # not refitted (--refit-targets)
+                        continue
                     mean = sum(values) / len(values)
                     cells.append(f"{common.mean_std(values)} ({mean / dense[name]:.1f}×)")
                 table.append(cells)
