@@ -4,7 +4,9 @@ stories260K, held-out TinyStories, WikiText-2 test and C4; plus the stage's cost
 One pruning run per (method, seed) gives the structures and their un-reconstructed perplexity
 (`none`); each variant then reconstructs those checkpoints from the dense model (the dense model is
 never changed, so one load serves them all) and is measured on the same held-out windows.
-Calibration: windows of the first part of tinystories_val.txt only (`common.split_tinystories`).
+Calibration: windows of the first part of tinystories_val.txt (`common.split_tinystories`), or with
+`--calibration mixed` the same number of windows drawn equally from that part, WikiText-2 validation
+and the second half of c4_sample.jsonl (`common.mixed_calibration`; no held-out window comes from them).
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def main() -> None:
         "largest target, so the structures match a run with all targets",
     )
     parser.add_argument("--calib-fraction", type=float, default=0.25)
+    parser.add_argument(
+        "--calibration",
+        choices=("tinystories", "mixed"),
+        default="tinystories",
+        help="tinystories: windows of the first part of tinystories_val.txt; mixed: the same number of windows, "
+        "a third each from that part, wiki.valid.raw and the second half of c4_sample.jsonl",
+    )
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
@@ -95,6 +104,9 @@ def main() -> None:
     split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-recon-")), args.calib_fraction)
     dense = gisp.load_model(model)
     sets = common.eval_sets(dense.tokenizer, split.evaluation, args.seq_len, args.eval_windows, SETS)
+    calibration_file = split.calibration
+    if args.calibration == "mixed":
+        calibration_file = mixed_file(dense.tokenizer, split, args)
     dense_ppl = common.perplexities(dense.model, sets)
     print("dense:", {k: round(v, 3) for k, v in dense_ppl.items()}, flush=True)
 
@@ -117,7 +129,7 @@ def main() -> None:
                 reconstruct_samples=args.reconstruct_samples,
             )
             started = time.perf_counter()
-            trajectory, prepared = gisp.run(model, split.calibration, settings, measure=measure)
+            trajectory, prepared = gisp.run(model, calibration_file, settings, measure=measure)
             prune_s = time.perf_counter() - started
             del prepared.loaded
             calibration = reconstruction_examples(prepared.calibration, prepared.extra, settings)
@@ -163,6 +175,25 @@ def main() -> None:
         dict(settings={k: str(v) for k, v in vars(args).items()}, dense=dense_ppl, rows=rows, costs=costs, cost=cost),
         args,
     )
+
+
+def mixed_file(tokenizer, split, args) -> Path:
+    """The mixed calibration file; C4 calibration text is the second half of c4_sample.jsonl, after
+    every record the held-out C4 windows read (checked)."""
+    from gisp.data import read_records
+
+    skip = len(read_records(common.C4)[1]) // 2
+    read = common.heldout_records(tokenizer, common.C4, args.seq_len, args.eval_windows)
+    if read > skip:
+        sys.exit(f"the held-out C4 windows read {read} records, past the calibration half (from record {skip})")
+    windows = max(args.samples, args.reconstruct_samples)
+    path, counts = common.mixed_calibration(tokenizer, split.calibration.parent, split, windows, args.seq_len, 0, skip)
+    print(
+        f"mixed calibration: {counts} windows; held-out C4 reads records 0–{read - 1}, calibration C4 records "
+        f"{skip}– of c4_sample.jsonl",
+        flush=True,
+    )
+    return path
 
 
 def checkpoint_rows(label: str, seed: int, variant: str, lam: float | None, records) -> list[dict]:
@@ -273,8 +304,14 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     variants = list(dict.fromkeys((r["variant"], r["lam"]) for r in rows))
     text = [
         common.run_header(f"Reconstruction, {Path(str(args.model)).name if args.model else 'stories260K'}", args),
-        f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from the first part of "
-        f"tinystories_val.txt; {args.steps} steps"
+        f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from "
+        + (
+            "the first part of tinystories_val.txt"
+            if args.calibration == "tinystories"
+            else "a third each of the first part of tinystories_val.txt, wiki.valid.raw and the second half of "
+            "c4_sample.jsonl (mixed)"
+        )
+        + f"; {args.steps} steps"
         + (f"; the refit fits on {args.reconstruct_samples} windows" if args.reconstruct_samples else "")
         + f". Evaluation: {args.eval_windows} windows × {args.seq_len} "
         "tokens of the rest of tinystories_val.txt, wiki.test.raw, c4_sample.jsonl. Perplexity; mean ± std "
