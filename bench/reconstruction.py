@@ -134,6 +134,9 @@ def main() -> None:
             del prepared.loaded
             calibration = reconstruction_examples(prepared.calibration, prepared.extra, settings)
             rows += checkpoint_rows(label, seed, "none", None, trajectory.checkpoints)
+            for r in trajectory.checkpoints:  # in the log before the refits, which may be stopped
+                figures = ", ".join(f"{k} {v:.2f}" for k, v in r.metrics.items())
+                print(f"{label} seed {seed} none {r.target:g}: {figures} (pruning {prune_s:.0f} s)", flush=True)
             for variant in args.variants.split(","):
                 name, _, guard = variant.partition("+")
                 for lam in lambdas if name != "bias" else [lambdas[0]]:
@@ -142,7 +145,15 @@ def main() -> None:
                     copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
-                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure, guard=guard == "guard")
+                    reconstruct_checkpoints(
+                        dense,
+                        calibration,
+                        chosen,
+                        copied,
+                        printing_observer(f"{label} seed {seed} {variant}"),
+                        measure,
+                        guard=guard == "guard",
+                    )
                     recon_s = time.perf_counter() - started  # includes measuring the checkpoints
                     rows += checkpoint_rows(label, seed, variant, lam, copied.checkpoints)
                     costs.append(
@@ -175,6 +186,20 @@ def main() -> None:
         dict(settings={k: str(v) for k, v in vars(args).items()}, dense=dense_ppl, rows=rows, costs=costs, cost=cost),
         args,
     )
+
+
+def printing_observer(prefix: str):
+    """An observer that prints each checkpoint's figures as soon as it is registered, so that a run
+    stopped part way still leaves them in its log."""
+    from gisp import PruneObserver
+
+    class _Printer(PruneObserver):
+        def on_checkpoint(self, record) -> None:
+            figures = ", ".join(f"{k} {v:.2f}" for k, v in record.metrics.items())
+            state = "rejected" if record.reconstruction_rejected else "refit"
+            print(f"{prefix} {record.target:g} ({state}): {figures}", flush=True)
+
+    return _Printer()
 
 
 def mixed_file(tokenizer, split, args) -> Path:
