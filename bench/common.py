@@ -112,6 +112,58 @@ def split_tinystories(out_dir: Path, fraction: float = 0.25) -> Split:
     return Split(calibration, evaluation, cut, len(text) - cut)
 
 
+WIKITEXT_VALID = SHARED / "data" / "wikitext-2-raw" / "wiki.valid.raw"
+MIXED_SOURCES = ("tinystories", "wikitext2", "c4")
+
+
+def mixed_calibration(
+    tokenizer, out_dir: Path, split: Split, windows: int, seq_len: int, seed: int, c4_skip: int
+) -> tuple[Path, dict[str, int]]:
+    """A .jsonl calibration file of exactly `windows` windows drawn equally (seeded, the remainder
+    to the first sources) from three texts no held-out window comes from: the calibration part of
+    TinyStories (`split.calibration`), WikiText-2 *validation* (the test file is held out) and the
+    C4 records after the first `c4_skip` (the held-out C4 windows read the records before them).
+
+    Each record is one window: BOS (which the engine's text stream puts before every record) and
+    seq_len - 1 tokens of the source, cut at token boundaries and checked to re-tokenize to exactly
+    that length, so the engine's `samples` = `windows` draw takes every window and no window
+    straddles two sources."""
+    from gisp.data import read_records
+
+    c4_records = read_records(C4)[1][c4_skip:]
+    texts = {
+        "tinystories": split.calibration.read_text(encoding="utf-8"),
+        "wikitext2": WIKITEXT_VALID.read_text(encoding="utf-8"),
+        "c4": "\n\n".join(getattr(r, "text", "") for r in c4_records),
+    }
+    length = seq_len - (1 if tokenizer.bos_token_id is not None else 0)
+    counts = {
+        name: windows // len(MIXED_SOURCES) + (i < windows % len(MIXED_SOURCES)) for i, name in enumerate(MIXED_SOURCES)
+    }
+    rng = random.Random(seed)
+    lines = []
+    for name in MIXED_SOURCES:
+        text = texts[name]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        starts = [k * length for k in range(len(offsets) // length)]
+        rng.shuffle(starts)
+        picked = []
+        for start in starts:
+            piece = text[offsets[start][0] : offsets[start + length - 1][1]]
+            if len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == length:
+                picked.append(piece)
+            if len(picked) == counts[name]:
+                break
+        if len(picked) < counts[name]:
+            sys.exit(f"{name}: only {len(picked)} of {counts[name]} calibration windows re-tokenize exactly")
+        lines += [json.dumps({"text": piece}) for piece in picked]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "mixed_calibration.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, counts
+
+
 def eval_sets(tokenizer, evaluation: Path, seq_len: int, windows: int, names: Sequence[str]) -> dict[str, list]:
     """First `windows` non-overlapping windows of each named held-out text."""
     sources = {"tinystories": evaluation, "wikitext2": WIKITEXT, "c4": C4}
@@ -121,7 +173,23 @@ def eval_sets(tokenizer, evaluation: Path, seq_len: int, windows: int, names: Se
 def text_windows(tokenizer, path: Path, seq_len: int, windows: int) -> list:
     """The first `windows` windows of a file read as one token stream (BOS before each document:
     the whole file for .txt/.raw, each record for .jsonl). Only the needed prefix is tokenized."""
-    from gisp.data import SequenceExample, read_records
+    from gisp.data import SequenceExample
+
+    stream = _prefix(tokenizer, path, seq_len, windows)[1]
+    count = min(windows, len(stream) // seq_len)
+    chunks = [stream[i * seq_len : (i + 1) * seq_len] for i in range(count)]
+    return [SequenceExample(chunk, list(chunk)) for chunk in chunks]
+
+
+def heldout_records(tokenizer, path: Path, seq_len: int, windows: int) -> int:
+    """How many leading records of a .jsonl file `text_windows` reads for its held-out windows:
+    text calibrated on must come from the records after them."""
+    return len(_prefix(tokenizer, path, seq_len, windows)[0])
+
+
+def _prefix(tokenizer, path: Path, seq_len: int, windows: int) -> tuple[list, list[int]]:
+    """The records read and their token stream for `windows` windows (the file's prefix)."""
+    from gisp.data import read_records
     from gisp.data.examples import text_stream
     from gisp.data.records import TextRecord
 
@@ -140,11 +208,8 @@ def text_windows(tokenizer, path: Path, seq_len: int, windows: int) -> list:
         stream = text_stream(tokenizer, records)
         exhausted = sum(len(getattr(r, "text", "")) for r in records) < budget
         if len(stream) >= need + 1 or exhausted:
-            break
+            return records, stream
         budget *= 2
-    count = min(windows, len(stream) // seq_len)
-    chunks = [stream[i * seq_len : (i + 1) * seq_len] for i in range(count)]
-    return [SequenceExample(chunk, list(chunk)) for chunk in chunks]
 
 
 def perplexities(model: torch.nn.Module, sets: dict[str, list], pad_id: int = 0) -> dict[str, float]:

@@ -4,7 +4,9 @@ stories260K, held-out TinyStories, WikiText-2 test and C4; plus the stage's cost
 One pruning run per (method, seed) gives the structures and their un-reconstructed perplexity
 (`none`); each variant then reconstructs those checkpoints from the dense model (the dense model is
 never changed, so one load serves them all) and is measured on the same held-out windows.
-Calibration: windows of the first part of tinystories_val.txt only (`common.split_tinystories`).
+Calibration: windows of the first part of tinystories_val.txt (`common.split_tinystories`), or with
+`--calibration mixed` the same number of windows drawn equally from that part, WikiText-2 validation
+and the second half of c4_sample.jsonl (`common.mixed_calibration`; no held-out window comes from them).
 """
 
 from __future__ import annotations
@@ -55,7 +57,20 @@ def main() -> None:
         default=0,
         help="windows the refit fits on (0: the calibration set; more draws further windows, the pruning is unchanged)",
     )
+    parser.add_argument(
+        "--refit-targets",
+        default=None,
+        help="refit only these of --targets (comma separated; default all): the pruning still runs to the "
+        "largest target, so the structures match a run with all targets",
+    )
     parser.add_argument("--calib-fraction", type=float, default=0.25)
+    parser.add_argument(
+        "--calibration",
+        choices=("tinystories", "mixed"),
+        default="tinystories",
+        help="tinystories: windows of the first part of tinystories_val.txt; mixed: the same number of windows, "
+        "a third each from that part, wiki.valid.raw and the second half of c4_sample.jsonl",
+    )
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
     parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
@@ -81,9 +96,17 @@ def main() -> None:
     model = str(args.model or common.STORIES)
     targets = [float(t) for t in args.targets.split(",")]
     lambdas = [float(x) for x in args.lambdas.split(",")]
+    refit_targets = [float(t) for t in args.refit_targets.split(",")] if args.refit_targets else targets
+
+    def refit(target: float) -> bool:
+        return any(abs(target - t) < 1e-9 for t in refit_targets)
+
     split = common.split_tinystories(Path(tempfile.mkdtemp(prefix="gisp-bench-recon-")), args.calib_fraction)
     dense = gisp.load_model(model)
     sets = common.eval_sets(dense.tokenizer, split.evaluation, args.seq_len, args.eval_windows, SETS)
+    calibration_file = split.calibration
+    if args.calibration == "mixed":
+        calibration_file = mixed_file(dense.tokenizer, split, args)
     dense_ppl = common.perplexities(dense.model, sets)
     print("dense:", {k: round(v, 3) for k, v in dense_ppl.items()}, flush=True)
 
@@ -106,19 +129,31 @@ def main() -> None:
                 reconstruct_samples=args.reconstruct_samples,
             )
             started = time.perf_counter()
-            trajectory, prepared = gisp.run(model, split.calibration, settings, measure=measure)
+            trajectory, prepared = gisp.run(model, calibration_file, settings, measure=measure)
             prune_s = time.perf_counter() - started
             del prepared.loaded
             calibration = reconstruction_examples(prepared.calibration, prepared.extra, settings)
             rows += checkpoint_rows(label, seed, "none", None, trajectory.checkpoints)
+            for r in trajectory.checkpoints:  # in the log before the refits, which may be stopped
+                figures = ", ".join(f"{k} {v:.2f}" for k, v in r.metrics.items())
+                print(f"{label} seed {seed} none {r.target:g}: {figures} (pruning {prune_s:.0f} s)", flush=True)
             for variant in args.variants.split(","):
                 name, _, guard = variant.partition("+")
                 for lam in lambdas if name != "bias" else [lambdas[0]]:
                     copied = copy.deepcopy(trajectory)
+                    copied.checkpoints = [r for r in copied.checkpoints if refit(r.target)]
                     copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
-                    reconstruct_checkpoints(dense, calibration, chosen, copied, None, measure, guard=guard == "guard")
+                    reconstruct_checkpoints(
+                        dense,
+                        calibration,
+                        chosen,
+                        copied,
+                        printing_observer(f"{label} seed {seed} {variant}"),
+                        measure,
+                        guard=guard == "guard",
+                    )
                     recon_s = time.perf_counter() - started  # includes measuring the checkpoints
                     rows += checkpoint_rows(label, seed, variant, lam, copied.checkpoints)
                     costs.append(
@@ -126,7 +161,7 @@ def main() -> None:
                             label=label, variant=variant, lam=lam, seconds=recon_s, checkpoints=len(copied.checkpoints)
                         )
                     )
-                    at = {r["target"]: r["ppl"]["tinystories"] for r in rows[-len(targets) :]}
+                    at = {r["target"]: r["ppl"]["tinystories"] for r in rows[-len(copied.checkpoints) :]}
                     print(
                         f"{label:14s} seed {seed} {variant:12s} λ={lam:g}: {recon_s:5.1f} s; tinystories "
                         + ", ".join(f"{t:g}: {v:.2f}" for t, v in at.items()),
@@ -151,6 +186,39 @@ def main() -> None:
         dict(settings={k: str(v) for k, v in vars(args).items()}, dense=dense_ppl, rows=rows, costs=costs, cost=cost),
         args,
     )
+
+
+def printing_observer(prefix: str):
+    """An observer that prints each checkpoint's figures as soon as it is registered, so that a run
+    stopped part way still leaves them in its log."""
+    from gisp import PruneObserver
+
+    class _Printer(PruneObserver):
+        def on_checkpoint(self, record) -> None:
+            figures = ", ".join(f"{k} {v:.2f}" for k, v in record.metrics.items())
+            state = "rejected" if record.reconstruction_rejected else "refit"
+            print(f"{prefix} {record.target:g} ({state}): {figures}", flush=True)
+
+    return _Printer()
+
+
+def mixed_file(tokenizer, split, args) -> Path:
+    """The mixed calibration file; C4 calibration text is the second half of c4_sample.jsonl, after
+    every record the held-out C4 windows read (checked)."""
+    from gisp.data import read_records
+
+    skip = len(read_records(common.C4)[1]) // 2
+    read = common.heldout_records(tokenizer, common.C4, args.seq_len, args.eval_windows)
+    if read > skip:
+        sys.exit(f"the held-out C4 windows read {read} records, past the calibration half (from record {skip})")
+    windows = max(args.samples, args.reconstruct_samples)
+    path, counts = common.mixed_calibration(tokenizer, split.calibration.parent, split, windows, args.seq_len, 0, skip)
+    print(
+        f"mixed calibration: {counts} windows; held-out C4 reads records 0–{read - 1}, calibration C4 records "
+        f"{skip}– of c4_sample.jsonl",
+        flush=True,
+    )
+    return path
 
 
 def checkpoint_rows(label: str, seed: int, variant: str, lam: float | None, records) -> list[dict]:
@@ -261,8 +329,14 @@ def report(args, targets, dense, rows, costs, cost) -> None:
     variants = list(dict.fromkeys((r["variant"], r["lam"]) for r in rows))
     text = [
         common.run_header(f"Reconstruction, {Path(str(args.model)).name if args.model else 'stories260K'}", args),
-        f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from the first part of "
-        f"tinystories_val.txt; {args.steps} steps"
+        f"Calibration: {args.samples} windows × {args.seq_len} tokens (seeded) from "
+        + (
+            "the first part of tinystories_val.txt"
+            if args.calibration == "tinystories"
+            else "a third each of the first part of tinystories_val.txt, wiki.valid.raw and the second half of "
+            "c4_sample.jsonl (mixed)"
+        )
+        + f"; {args.steps} steps"
         + (f"; the refit fits on {args.reconstruct_samples} windows" if args.reconstruct_samples else "")
         + f". Evaluation: {args.eval_windows} windows × {args.seq_len} "
         "tokens of the rest of tinystories_val.txt, wiki.test.raw, c4_sample.jsonl. Perplexity; mean ± std "
@@ -282,6 +356,9 @@ def report(args, targets, dense, rows, costs, cost) -> None:
                 ]
                 for t in targets:
                     values = [r["ppl"][name] for r in mine if abs(r["target"] - t) < 1e-9]
+                    if not values:
+                        cells.append("–")  # not refitted (--refit-targets)
+                        continue
                     mean = sum(values) / len(values)
                     cells.append(f"{common.mean_std(values)} ({mean / dense[name]:.1f}×)")
                 table.append(cells)
