@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.targets, args.samples, args.eval_windows, args.seeds, args.steps = "0.5", 16, 8, 1, 4
-    args.tyr = "n/a"  # tyr.report names tyr's overrides
+    args.tyr, args.title = "n/a", "reconstruction in the loop vs after it"  # for tyr.report
     common.setup(args)
     model = args.model or common.STORIES
     common.require_assets(model, common.TINYSTORIES, common.WIKITEXT, common.C4)

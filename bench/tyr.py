@@ -253,8 +253,9 @@ def report(args, targets: list[float], runs: list[dict]) -> None:
         return
     dense = next((r["dense"] for r in runs if NS in r["dense"]), runs[0]["dense"])
     labels = list(dict.fromkeys(r["label"] for r in runs))
+    title = f"{getattr(args, 'title', 'tyr vs gisp')}, {Path(str(args.model or common.STORIES)).name}"
     text = [
-        common.run_header(f"tyr vs gisp, {Path(str(args.model or common.STORIES)).name}", args),
+        common.run_header(title, args),
         f"Calibration: {args.samples} windows × {args.seq_len} tokens of the first quarter of "
         f"tinystories_val.txt; gisp {args.steps} steps; tyr overrides: {args.tyr or 'none'}; "
         f"evaluation: the first {args.eval_windows} windows × {args.seq_len} tokens of the "
