@@ -72,10 +72,18 @@ def main() -> None:
         "a third each from that part, wiki.valid.raw and the second half of c4_sample.jsonl",
     )
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
-    parser.add_argument("--cost-random-100m", action="store_true", help="only the cost line, on a random ~100M Llama")
+    parser.add_argument(
+        "--cost-random",
+        choices=sorted(RANDOM_SHAPES),
+        default=None,
+        help="only the cost line, on a random Llama of this size (--samples × --seq-len synthetic tokens)",
+    )
+    parser.add_argument(
+        "--cost-variants", default="lstsq,lstsq-select-anchored", help="variants the random cost line times"
+    )
     parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
     args = parser.parse_args()
-    if args.cost_random_100m:
+    if args.cost_random:
         common.setup(args)
         random_cost(args)
         return
@@ -286,9 +294,14 @@ def cost_line(dense, sets, split, args) -> dict:
     return line
 
 
+# hidden, layers, heads, KV heads, MLP channels, vocabulary (bench/speed.py's shapes; 1.1b is TinyLlama's)
+RANDOM_SHAPES = {"100m": (768, 12, 12, 4, 2048, 32000), "1.1b": (2048, 22, 32, 4, 5632, 32000)}
+
+
 def random_cost(args) -> None:
-    """Time and peak RSS of refitting a random ~100M Llama (768 hidden, 12 layers, 32k vocabulary)
-    cut to half of every layer's units, on synthetic tokens, in a fresh process."""
+    """Time and peak RSS of refitting a random Llama (`RANDOM_SHAPES`) cut to half of every
+    layer's units, on synthetic tokens, against one forward pass over the same tokens in the
+    same process. The refit is the stream alone (`reconstruct`), without the stage's guard."""
     import torch
 
     from gisp.objectives import get_objective
@@ -296,8 +309,9 @@ def random_cost(args) -> None:
     from gisp.reconstruction.stream import reconstruct
     from gisp.structure import Structure
 
-    loaded = common.random_llama(768, 12, 12, 4, 2048, 32000)
-    examples = common.synthetic_examples(32000, args.samples, args.seq_len)
+    shape = RANDOM_SHAPES[args.cost_random]
+    loaded = common.random_llama(*shape)
+    examples = common.synthetic_examples(shape[-1], args.samples, args.seq_len)
     batches = get_objective("perplexity").batches(examples, 8, 0)
     full = Structure.full(loaded.adapter.spec)
     half = Structure(attn=[k[::2] for k in full.attn], mlp=[k[::2] for k in full.mlp])
@@ -309,10 +323,10 @@ def random_cost(args) -> None:
     forward = time.perf_counter() - started
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     lines = [
-        f"random-100M ({weights / 2**20:.0f} MiB fp32 weights), {args.samples}×{args.seq_len} tokens, "
+        f"random-{args.cost_random} ({weights / 2**20:.0f} MiB fp32 weights), {args.samples}×{args.seq_len} tokens, "
         f"forward {forward:.2f} s, peak RSS before the refit {rss0 / 2**20:.0f} MiB"
     ]
-    for name in ("lstsq", "lstsq-select"):
+    for name in args.cost_variants.split(","):
         started = time.perf_counter()
         reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
         seconds = time.perf_counter() - started
@@ -321,7 +335,9 @@ def random_cost(args) -> None:
             f"{name}: {seconds:.1f} s = {seconds / forward:.1f}× the forward; peak RSS {rss / 2**20:.0f} MiB "
             f"= {rss / weights:.2f}× the weight bytes"
         )
-    common.emit("\n".join(["random-100M reconstruction cost", *lines]) + "\n", args)
+        print(lines[0] + "\n" + lines[-1], flush=True)  # each variant as it finishes: a long run leaves a trace
+    header = common.run_header(f"random-{args.cost_random} reconstruction cost", args)
+    common.emit("\n".join([header, *lines]) + "\n", args)
 
 
 def report(args, targets, dense, rows, costs, cost) -> None:
