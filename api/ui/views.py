@@ -55,8 +55,8 @@ def job_state(session: Session, rt: Runtime, tenant_id: str, job_id: str) -> dic
             if event.type == "step":
                 steps.append({k: event.data.get(k) for k in ("step", "loss", "sparsity")})
         more = page["has_more"]
-    rows = checkpoint_service.for_job(session, tenant_id, job_id, MAX_TARGETS, None)["data"]  # one per target
-    checkpoints = [checkpoint_json(c) for c in rows]
+    listing = checkpoint_service.for_job(session, tenant_id, job_id, MAX_TARGETS, None)  # one per target
+    checkpoints = [checkpoint_json(c) for c in listing["data"]]
     dense = trajectory(rt, job_id).get("dense_metrics") or {}
     metric = headline([c["metrics"] for c in checkpoints] + [dense])
     return {
@@ -64,6 +64,7 @@ def job_state(session: Session, rt: Runtime, tenant_id: str, job_id: str) -> dic
         "steps": steps,
         "last_seq": seq,
         "checkpoints": checkpoints,
+        "nested": listing["nested"],
         "dense": {"sparsity": 0.0, "metrics": dense},
         "metric": metric,
     }

@@ -1,6 +1,6 @@
-"""The checkpoint table's figure line, rendered by the dashboard's own template: a checkpoint whose
-refit the guard rejected says so (its reason in the tooltip) instead of repeating its own figure as
-a "before reconstruction" one."""
+"""The checkpoint table, rendered by the dashboard's own template: a checkpoint whose refit the
+guard rejected says so (its reason in the tooltip) instead of repeating its own figure as a
+"before reconstruction" one, and the table says whether the job's family is nested."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def _row(**extra) -> dict:
     }
 
 
-def render(row: dict) -> str:
-    state = {"checkpoints": [row], "metric": "perplexity"}
+def render(row: dict, nested: bool = True) -> str:
+    state = {"checkpoints": [row], "metric": "perplexity", "nested": nested}
     return templates.get_template("_checkpoints.html").render(state=state, selected=None, message=None)
 
 
@@ -37,3 +37,8 @@ def test_a_rejected_refit_is_shown_as_such() -> None:
 def test_a_kept_refit_shows_the_figure_before_it() -> None:
     html = render(_row(metrics={"perplexity": 20.0}))
     assert "30.000 before reconstruction" in html and "rejected" not in html
+
+
+def test_the_table_says_whether_the_family_is_nested() -> None:
+    assert "Nested: each checkpoint is a subnetwork" in render(_row())
+    assert "Not nested" in render(_row(), nested=False)

@@ -120,6 +120,7 @@ def test_the_dashboard_end_to_end(server: LiveServer, browser, tmp_path: Path) -
     # the default reconstruction: both curves, the refit checkpoints and the same structures as cut
     assert "dense" in legend and "reconstructed" in legend and "not reconstructed" in legend
     assert page.locator("#checkpoint-table").get_by_text("before reconstruction").count() == 3
+    assert page.locator("#checkpoint-nesting").inner_text().startswith("Nested:")  # a ranking method's family
     page.wait_for_selector("#layers table tbody tr")
     assert page.locator("#layers table tbody tr").count() == 5  # stories260K's layers
     shot(page, "job")
