@@ -6,8 +6,6 @@ calibration split, held-out windows and measurement as §9), one torch thread.""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +32,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-windows", type=int, default=48)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--ns-items", type=int, default=200, help="next-sentence items (held-out TinyStories)")
+    parser.add_argument("--reference", default="gisp+default", help="config the ratio table divides by")
     parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     args = parser.parse_args()
     if args.quick:
@@ -47,25 +47,9 @@ def main() -> None:
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for label in args.configs.split(","):
-            spec = dict(
-                evaluation=str(split.evaluation),
-                calibration=str(split.calibration),
-                targets=targets,
-                samples=args.samples,
-                seq_len=args.seq_len,
-                eval_windows=args.eval_windows,
-                seed=seed,
-                steps=args.steps,
-                model=str(model),
-                settings=CONFIGS[label],
-            )
-            child = [sys.executable, tyr.__file__, "--child", json.dumps(spec)]
-            done = subprocess.run(child, capture_output=True, text=True, check=False)
-            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            if done.returncode != 0 or not lines:
-                print(f"{label} seed {seed} failed:\n{done.stderr[-3000:]}", flush=True)
+            result = tyr.run_child(tyr.child_spec(args, split, model, targets, seed, CONFIGS[label]), label)
+            if result is None:
                 continue
-            result = json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": seed}
             runs.append(result)
             top = result["targets"][str(max(targets))]
             print(

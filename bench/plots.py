@@ -56,13 +56,24 @@ def reconstruction_curves(data: list[dict], name: str, variant: str) -> list[tup
     return curves
 
 
+def _perplexity_axes(axes) -> tuple[list, list[str]]:
+    """Log scale, one held-out set per panel; the first panel's legend entries, for a shared legend."""
+    for ax, title in zip(axes, SETS.values(), strict=True):
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
+    return axes[0].get_legend_handles_labels()
+
+
 def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = None) -> None:
     """quality.py's methods without reconstruction (solid); with `reconstructed` (bench/reconstruction.py
     JSON) also each method + the default reconstruction (dotted, its own calibration: see the legend)."""
     targets = data["targets"]
     labels = list(dict.fromkeys(r["label"] for r in data["runs"]))
     fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
-    for ax, (name, title) in zip(axes, SETS.items(), strict=True):
+    for ax, name in zip(axes, SETS, strict=True):
         for index, label in enumerate(labels):
             runs = [r for r in data["runs"] if r["label"] == label]
             xs, means, stds = [0.0], [data["dense"][name]], [0.0]
@@ -86,12 +97,7 @@ def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = No
                 label=f"{label} + {DEFAULT_RECONSTRUCTION}† (n={seeds})",
                 **reconstruction_style(label),
             )
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
-    handles, names = axes[0].get_legend_handles_labels()
+    handles, names = _perplexity_axes(axes)
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=9)
     title = "stories260K: perplexity vs sparsity (0 = dense)"
     if reconstructed:
@@ -108,7 +114,7 @@ def reconstruction_plot(data: list[dict], out: Path) -> None:
     """bench/reconstruction.py: each method without reconstruction (solid) and with the default one (dotted),
     from the same pruning runs and evaluation windows."""
     fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
-    for ax, (name, title) in zip(axes, SETS.items(), strict=True):
+    for ax, name in zip(axes, SETS, strict=True):
         for variant, ls, marker in (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s")):
             for label, xs, means, stds, seeds in reconstruction_curves(data, name, variant):
                 ax.errorbar(
@@ -123,12 +129,7 @@ def reconstruction_plot(data: list[dict], out: Path) -> None:
                     label=f"{label} + {variant} (n={seeds})",
                     **reconstruction_style(label),
                 )
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("sparsity (share of attention+MLP parameters removed)")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("perplexity (log scale; mean ± std over seeds)")
-    handles, names = axes[0].get_legend_handles_labels()
+    handles, names = _perplexity_axes(axes)
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=9)
     fig.suptitle("stories260K: without (solid) and with the default reconstruction (dotted); 0 = dense")
     fig.tight_layout(rect=(0, 0.05 + 0.03 * ((len(names) + 1) // 2), 1, 1))

@@ -159,31 +159,10 @@ def main() -> None:
     keep = out_size(args)
     for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a cut-off run keeps whole seeds
         for label in labels:
-            spec = dict(
-                evaluation=str(split.evaluation),
-                calibration=str(split.calibration),
-                targets=targets,
-                samples=args.samples,
-                seq_len=args.seq_len,
-                eval_windows=args.eval_windows,
-                ns_items=args.ns_items,
-                seed=seed,
-                steps=args.steps,
-                model=str(model),
-                settings=CONFIGS[label] | (overrides if CONFIGS[label]["method"] == "tyr" else {}),
-            )
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
-            )
-            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            if done.returncode != 0 or not lines:
-                print(
-                    f"{label} seed {seed} failed (exit status {done.returncode}):\n"
-                    f"{done.stderr[-3000:]}{done.stdout[-1000:]}",
-                    flush=True,
-                )
+            settings = CONFIGS[label] | (overrides if CONFIGS[label]["method"] == "tyr" else {})
+            result = run_child(child_spec(args, split, model, targets, seed, settings), label)
+            if result is None:
                 continue
-            result = json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": seed}
             runs.append(result)
             top = result["targets"][str(max(targets))]
             print(
@@ -246,6 +225,37 @@ def merge(args) -> None:
     print("merged: " + ", ".join(f"{r['label']} seed {r['seed']} ({r['source']})" for r in runs))
     report(args, targets, runs)
     common.write_json({"merged": [str(p) for p in args.merge], "targets": targets, "runs": runs}, args)
+
+
+def child_spec(args, split: common.Split, model: Path, targets: list[float], seed: int, settings: dict) -> dict:
+    """What one `--child` run needs: the calibration split, held-out windows, schedule and settings."""
+    return dict(
+        evaluation=str(split.evaluation),
+        calibration=str(split.calibration),
+        targets=targets,
+        samples=args.samples,
+        seq_len=args.seq_len,
+        eval_windows=args.eval_windows,
+        ns_items=args.ns_items,
+        seed=seed,
+        steps=args.steps,
+        model=str(model),
+        settings=settings,
+    )
+
+
+def run_child(spec: dict, label: str) -> dict | None:
+    """One run in a fresh process (its peak RSS its own); None, with the reason printed, if it failed."""
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        print(
+            f"{label} seed {spec['seed']} failed (exit status {done.returncode}):\n"
+            f"{done.stderr[-3000:]}{done.stdout[-1000:]}",
+            flush=True,
+        )
+        return None
+    return json.loads(lines[-1][len("RESULT ") :]) | {"label": label, "seed": spec["seed"]}
 
 
 def report(args, targets: list[float], runs: list[dict]) -> None:
