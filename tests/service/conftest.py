@@ -30,10 +30,20 @@ TINY = {"model": MODEL, "objective": "perplexity", "targets": [0.2, 0.4], "steps
 SLOW = {**TINY, "targets": [0.1, 0.5], "steps": 24, "samples": 16, "seq_len": 128}
 
 
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every service test is marked `service`; an `embedded_only` one runs on the embedded back-end
+    alone (its PostgreSQL + Redis copy is deselected): what it checks is the engine's work carried
+    through the worker, which both back-ends carry alike, and the second copy cost CI minutes."""
+    kept, dropped = [], []
     for item in items:
         if "tests/service" in str(item.fspath):
             item.add_marker(pytest.mark.service)
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgres-redis"
+        (dropped if on_postgres and item.get_closest_marker("embedded_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

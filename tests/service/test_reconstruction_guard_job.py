@@ -13,7 +13,8 @@ import pytest
 
 from tests.service.conftest import TINY, submit, wait_finished
 
-pytestmark = pytest.mark.service
+# the guard is the engine's; both back-ends carry its record alike: the PostgreSQL + Redis copy is not run (CI time)
+pytestmark = [pytest.mark.service, pytest.mark.embedded_only]
 
 
 def test_a_rejected_refit_is_recorded_on_the_checkpoint(service, text_dataset):

@@ -14,7 +14,9 @@ from gisp.export import materialize
 from gisp.trajectory import Trajectory
 from tests.service.conftest import MODEL_ROOT, TINY, TYR_FAULT_SEED, submit, wait_finished
 
-pytestmark = pytest.mark.service
+# tyr's search and resume are the engine's and both back-ends carry them alike:
+# the PostgreSQL + Redis copy is not run (CI time)
+pytestmark = [pytest.mark.service, pytest.mark.embedded_only]
 
 TYR = {
     **TINY,
