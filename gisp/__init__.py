@@ -19,6 +19,7 @@ from gisp.pruner import PruneObserver, StepReport, new_trajectory, prune
 from gisp.run import prepare, run
 from gisp.structure import ArchSpec, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
+from gisp.tyr.store import discard_state as discard_resume_state
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "Trajectory",
     "Unit",
     "UnsupportedArchitectureError",
+    "discard_resume_state",
     "export_all",
     "export_checkpoint",
     "load_model",

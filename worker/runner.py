@@ -201,6 +201,8 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
                 )
         if done:
             webhook_events.job_finished(session, rt.settings, job_id)
+    if done:  # a finished job is never resumed: what was kept to resume it only costs disk
+        gisp.discard_resume_state(trajectory_file.parent)
     log.info("job %s %s in %.2fs", job_id, outcome, seconds)
     if outcome == "succeeded" and rt.settings.eager_materialize:
         materialize_all(rt, job_id)

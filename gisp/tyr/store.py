@@ -12,7 +12,8 @@ A round's folder is named by a fingerprint of everything its ladders depend on (
 all `tyr_*` settings, the seed, the calibration batches, the base model, dtype and device), so a
 file is only ever read back into the run that would have built it. Files are written whole
 (temp file, fsync, rename); one that does not load or does not match is ignored and rebuilt. A
-target's folder is removed once its checkpoint is persisted and announced.
+target's folder is removed once its checkpoint is persisted and announced; the whole `tyr/` folder
+when the run ends unfinished (`discard_state`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def clear_target(state_dir: str | Path, target: float) -> None:
         folder.parent.rmdir()  # the last target's: no empty tyr/ left
     except OSError:
         pass  # another target's state is still there (or it was gone)
+
+
+def discard_state(state_dir: str | Path) -> None:
+    """Drop every target's resumable state: a run that ended without finishing (cancelled,
+    failed) is never resumed, and its ladders can be many times the model's size on disk."""
+    shutil.rmtree(Path(state_dir) / FOLDER, ignore_errors=True)
 
 
 class StoredRung(Rung):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.conftest import SLOW, TINY, submit, wait_finished, wait_for
+from tests.service.conftest import SLOW, TINY, seed_resume_state, submit, wait_finished, wait_for
 
 pytestmark = pytest.mark.service
 
@@ -62,12 +62,15 @@ def test_cancel_running_and_queued(service, text_dataset):
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     # running: cancel once the first target has been registered
     wait_for(service, running["id"], lambda j: j["status"] == "running" and j["checkpoint_count"] >= 1)
+    kept_to_resume = seed_resume_state(service, running["id"])
     response = service.client.post(f"/v1/jobs/{running['id']}/cancel", headers=service.headers())
     assert response.status_code == 200 and response.json()["status"] in ("running", "cancelled")
     job = wait_finished(service, running["id"])
     assert job["status"] == "cancelled"
     assert 1 <= job["progress"]["step"] < job["progress"]["total_steps"]
     assert job["checkpoint_count"] >= 1
+    assert not kept_to_resume.exists(), "a cancelled job is never resumed: its resumable state must go"
+    assert service.rt.store.trajectory_path(running["id"]).is_file()  # the record of its checkpoints stays
     checkpoints = service.client.get(f"/v1/jobs/{running['id']}/checkpoints", headers=service.headers()).json()
     assert checkpoints["data"][0]["target_sparsity"] == 0.1
     events = service.client.get(f"/v1/jobs/{running['id']}/events", headers=service.headers()).json()["data"]

@@ -13,12 +13,15 @@ from datetime import timedelta
 
 import pytest
 
+from tests.service.conftest import seed_resume_state
+
 pytestmark = pytest.mark.service
 
 
 def _orphan(service, finished_job: dict, starts: tuple[int, ...] = (0,), **state) -> str:
     """A copy of a finished job's row, left as workers that died mid-run would leave it: one
-    `started` event per start, resumed from each of `starts`."""
+    `started` event per start, resumed from each of `starts`, and the state a dead `tyr` worker
+    keeps to resume it (written before the row: the worker's own reconciler may act at once)."""
     from sqlalchemy import select
 
     from gisp_service.db.ids import new_id
@@ -27,11 +30,13 @@ def _orphan(service, finished_job: dict, starts: tuple[int, ...] = (0,), **state
     from gisp_service.db.repos import webhooks as webhook_repo
     from gisp_service.db.session import write_transaction
 
+    job_id = new_id("job")
+    seed_resume_state(service, job_id)
     with write_transaction(service.rt.sessions) as session:
         source = session.get(Job, finished_job["id"])
         columns = {c.key: getattr(source, c.key) for c in Job.__table__.columns}
         columns.update(
-            id=new_id("job"),
+            id=job_id,
             status="running",
             lease="dead-lease",
             worker_id="gone:1",
@@ -89,6 +94,7 @@ def test_a_job_cancelled_while_its_worker_was_gone_is_announced(service, finishe
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "cancelled"
+    assert not (service.rt.store.trajectory_path(job_id).parent / "tyr").exists()
     assert events == ["started", "cancelled"]
     assert hooks == ["job.cancelled"]
 
@@ -99,6 +105,7 @@ def test_a_job_whose_worker_died_at_every_start_fails_with_worker_lost(service, 
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "failed"
+    assert not (service.rt.store.trajectory_path(job_id).parent / "tyr").exists()
     assert job["error"]["code"] == "worker_lost"
     assert f"lost {cap} times in a row during step 4" in job["error"]["message"]
     assert events == ["started"] * (cap + 2) + ["error"] and hooks == ["job.failed"]
