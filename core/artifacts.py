@@ -134,16 +134,21 @@ class ArtifactStore:
                 continue
         return files, size
 
-    def hub_data_path(self, job_id: str) -> Path:
-        return self.root / "jobs" / job_id / "hub.jsonl"
+    # a job's own folder --------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        """Everything the worker keeps for one job: its hub data, trajectory, refits, and the state
+        the engine keeps to resume it (`state_dir`, dropped when the job ends)."""
+        return self.root / "jobs" / job_id
 
-    # trajectories ---------------------------------------------------------------------------
+    def hub_data_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "hub.jsonl"
+
     def trajectory_path(self, job_id: str) -> Path:
-        return self.root / "jobs" / job_id / "trajectory.json"
+        return self.job_dir(job_id) / "trajectory.json"
 
     def reconstruction_path(self, job_id: str, checkpoint_name: str) -> Path:
         """A reconstructed checkpoint's refit tensors (the engine's safetensors bytes), beside the trajectory."""
-        return self.trajectory_path(job_id).parent / "reconstruction" / f"{checkpoint_name}.safetensors"
+        return self.job_dir(job_id) / "reconstruction" / f"{checkpoint_name}.safetensors"
 
     def write_bytes(self, path: Path, data: bytes) -> None:
         with atomic_writer(path) as handle:

@@ -60,7 +60,7 @@ def reconcile(rt: Runtime) -> list[str]:
                 if job_repo.finish(session, job_id, None, "cancelled"):
                     event_repo.append(session, job_id, "cancelled", {"reason": "cancelled while its worker was gone"})
                     webhook_events.job_finished(session, rt.settings, job_id)
-                    _discard_resume_state(rt, job_id)
+                    gisp.discard_resume_state(rt.store.job_dir(job_id))  # never resumed: only costs disk
                 continue
             if status == "running":
                 lost, step = event_repo.starts_without_progress(session, job_id)
@@ -85,14 +85,9 @@ def _fail_lost(session: Session, rt: Runtime, job_id: str, lost: int, step: int,
     if job_repo.fail_stale(session, job_id, stale_before, "worker_lost", message):
         event_repo.append(session, job_id, "error", {"code": "worker_lost", "message": message, "attempts": lost})
         webhook_events.job_finished(session, rt.settings, job_id)
-        _discard_resume_state(rt, job_id)
+        gisp.discard_resume_state(rt.store.job_dir(job_id))
         with bound_log_context(job_id=job_id):
             log.error("job %s failed: %s", job_id, message)
-
-
-def _discard_resume_state(rt: Runtime, job_id: str) -> None:
-    """A job ended here will not be resumed: what its worker kept to resume it only costs disk."""
-    gisp.discard_resume_state(rt.store.trajectory_path(job_id).parent)
 
 
 class ReconcilerThread(threading.Thread):

@@ -153,7 +153,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             observer=observer,
             resume=resume,
             eval_data=eval_path,
-            state_dir=trajectory_file.parent,  # the job's folder: tyr's ladders persist there for a resume
+            state_dir=rt.store.job_dir(job_id),  # tyr's ladders persist there for a resume
         )
         outcome = "succeeded"
     except gisp.PruningStopped:
@@ -202,7 +202,7 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
         if done:
             webhook_events.job_finished(session, rt.settings, job_id)
     if done:  # a finished job is never resumed: what was kept to resume it only costs disk
-        gisp.discard_resume_state(trajectory_file.parent)
+        gisp.discard_resume_state(rt.store.job_dir(job_id))
     log.info("job %s %s in %.2fs", job_id, outcome, seconds)
     if outcome == "succeeded" and rt.settings.eager_materialize:
         materialize_all(rt, job_id)

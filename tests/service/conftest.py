@@ -327,7 +327,7 @@ def wait_finished(service: Service, job_id: str, timeout: float = 120.0, tenant:
 def seed_resume_state(service, job_id: str) -> Path:
     """A file where a `tyr` run keeps its ladders to resume the job, beside its trajectory (what is
     discarded when a job ends does not depend on its method); returns the `tyr/` folder."""
-    folder = service.rt.store.trajectory_path(job_id).parent / "tyr" / "target-0.5000" / "round-1-0123456789abcdef"
+    folder = service.rt.store.job_dir(job_id) / "tyr" / "target-0.5000" / "round-1-0123456789abcdef"
     folder.mkdir(parents=True)
     (folder / "layer-0000.safetensors").write_bytes(b"ladders")
     return folder.parent.parent

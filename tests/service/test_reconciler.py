@@ -94,7 +94,7 @@ def test_a_job_cancelled_while_its_worker_was_gone_is_announced(service, finishe
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "cancelled"
-    assert not (service.rt.store.trajectory_path(job_id).parent / "tyr").exists()
+    assert not (service.rt.store.job_dir(job_id) / "tyr").exists()
     assert events == ["started", "cancelled"]
     assert hooks == ["job.cancelled"]
 
@@ -105,7 +105,7 @@ def test_a_job_whose_worker_died_at_every_start_fails_with_worker_lost(service, 
     _reconcile(service)
     job, events, hooks = _state(service, job_id)
     assert job["status"] == "failed"
-    assert not (service.rt.store.trajectory_path(job_id).parent / "tyr").exists()
+    assert not (service.rt.store.job_dir(job_id) / "tyr").exists()
     assert job["error"]["code"] == "worker_lost"
     assert f"lost {cap} times in a row during step 4" in job["error"]["message"]
     assert events == ["started"] * (cap + 2) + ["error"] and hooks == ["job.failed"]

@@ -87,7 +87,7 @@ def test_tyr_worker_killed_in_the_ladders_resumes_them(service, text_dataset):
     worker = service.worker
     try:
         assert worker.process is not None and worker.process.wait(timeout=120) == 137  # died at the fault
-        folder = service.rt.store.trajectory_path(job["id"]).parent / "tyr"
+        folder = service.rt.store.job_dir(job["id"]) / "tyr"
         layers = sorted(p.name for p in folder.rglob("layer-*.safetensors"))
         assert layers == ["layer-0000.safetensors", "layer-0001.safetensors"]  # what the dead worker finished
     finally:  # the next tests need a worker
