@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.service.conftest import seed_resume_state
+
 pytestmark = pytest.mark.service
 
 
@@ -24,11 +26,13 @@ def test_a_job_over_its_time_limit_fails_with_time_limit(service, finished_job) 
         columns.update(id=job_id, status="queued", heartbeat_at=utcnow(), finished_at=None, started_at=None)
         columns.update(idempotency_key=None, event_seq=0, attempts=0, lease=None, worker_id=None)
         session.add(Job(**columns))
+    kept_to_resume = seed_resume_state(service, job_id)
     rt = Runtime.build(service.settings.model_copy(update={"job_time_limit": 1e-6}))
     try:
         assert run_job(job_id, "test:1", rt) == "failed"
     finally:
         rt.close()
+    assert not kept_to_resume.exists(), "a job its worker failed is never resumed: its resumable state must go"
     job = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers()).json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "time_limit"
