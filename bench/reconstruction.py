@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed … first-seed + seeds − 1 (to add a seed)"
+    )
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=256)
@@ -123,7 +126,7 @@ def main() -> None:
 
     rows, costs = [], []
     for label, method, importance in methods(args):
-        for seed in [0] if method in DETERMINISTIC else range(args.seeds):
+        for seed in [0] if method in DETERMINISTIC else range(args.first_seed, args.first_seed + args.seeds):
             settings = gisp.PruneSettings(
                 targets=targets,
                 method=method,
