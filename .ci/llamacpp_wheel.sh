@@ -22,5 +22,9 @@ if [[ -z "$wheel" ]]; then
         "$PYTHON" -m pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -w "$CACHE"
     wheel=$(ls "$CACHE"/llama_cpp_python-"$VERSION"-*.whl | head -n1)
 fi
-# forced: a different build of the same version (the native one) may be installed already
+# forced: a different build of the same version (the native one) may be installed already; forced
+# without its dependencies (a forced reinstall of those would reinstall numpy), which the second
+# install adds where missing (on a fresh machine: diskcache, which `import llama_cpp` needs)
 "$PYTHON" -m pip install -q --force-reinstall --no-deps "$wheel"
+"$PYTHON" -m pip install -q "$wheel"
+"$PYTHON" -c "import llama_cpp" || { echo "llama-cpp-python from $wheel does not import" >&2; exit 1; }
