@@ -1,5 +1,6 @@
 """GISP_JOB_TIME_LIMIT: a job past its wall time fails with `time_limit` and says so, wherever it
-is (here, before its data is even read), instead of holding its worker. The worker code runs in
+is (here, before its data is even read), instead of holding its worker, and like every job that
+ends drops what it kept to resume (`tyr/`). The worker code runs in
 this process (`run_job` on a runtime whose limit is tiny) on a job the test queues itself, so the
 session's worker never sees it."""
 
