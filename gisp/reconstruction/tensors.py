@@ -80,12 +80,15 @@ def reconstructed_view(
             )
             weight = tensors.get(f"{prefix}.weight")
             bias = tensors.get(f"{prefix}.bias", tensors.get(f"{prefix.rsplit('.', 1)[0]}.o_bias"))
-            if weight is None and bias is None:
-                continue
+            if weight is None and bias is None and len(cols):
+                continue  # a unit kind this refit left alone
+            # no unit kept: the output is the bias alone, as the compact model's EmptyAttention or
+            # width-0 down_proj gives (with no refit tensor, the dense bias it keeps)
 
             def hook(m: nn.Module, args: tuple, output: Tensor, cols=cols, weight=weight, bias=bias) -> Tensor:
                 x = args[0]
-                b = None if bias is None else bias.to(x.dtype)
+                b = bias if bias is not None or len(cols) else m.bias
+                b = None if b is None else b.to(x.dtype)
                 if weight is None or len(cols) == 0:
                     out = x.new_zeros(output.shape)
                     return out if b is None else out + b

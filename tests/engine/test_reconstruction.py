@@ -259,3 +259,33 @@ def test_a_stop_asked_between_layers_stops_the_phase_and_keeps_nothing_half_done
     # one layer of the first of the guarded phase's two passes (the checked fit, then the kept one)
     assert observer.progress == [(1, 6)] and not observer.registered and not observer.tensors
     assert all(r.reconstruction is None for r in trajectory.checkpoints)  # a resume starts this one again
+
+
+@pytest.mark.parametrize("family", ["llama-gqa", "qwen2"])
+def test_a_layer_with_every_kv_group_removed_is_measured_as_the_export_computes_it(family: str) -> None:
+    """The view the stage measures a checkpoint through (and the guard judges it by) must compute
+    what the compact model computes. A layer whose attention lost every KV group has no o_proj and
+    so no refit tensor; the view once left that layer's dense attention in place, so the recorded
+    metrics of such a checkpoint (common for gisp at 0.4-0.5: it empties late layers) were not
+    those of the downloaded model."""
+    from gisp.reconstruction.tensors import apply_tensors
+
+    dense = tiny_model(family)
+    spec = dense.adapter.spec
+    full = Structure.full(spec)
+    structure = Structure(
+        attn=[list(range(spec.num_kv_heads)), [], [0]], mlp=[list(range(0, spec.intermediate_size, 2))] * 3
+    )
+    result = reconstruct(dense.model, dense.adapter, structure, batches(dense), get_reconstruction("lstsq"), 1e-2)
+    assert not any(n.startswith("model.layers.1.self_attn") for n in result.tensors)  # nothing to refit there
+    compact = tiny_model(family)
+    compact.adapter.slice_model(compact.model, full, structure)
+    apply_tensors(compact.model, result.tensors)
+    ids = torch.randint(4, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = compact.model(input_ids=ids).logits
+        with reconstructed_view(dense.model, dense.adapter, structure, result.tensors):
+            viewed = dense.model(input_ids=ids).logits
+        untouched = dense.model(input_ids=ids).logits
+    assert torch.allclose(viewed, expected, atol=1e-5)
+    assert not torch.allclose(untouched, expected, atol=1e-3)  # the view did change the model
