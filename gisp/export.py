@@ -237,8 +237,9 @@ def export_all(
 ) -> list[Path]:
     """Write every checkpoint to `out_dir/sparsity-X.XX/` from one base load: nested checkpoints
     are sliced further from one to the next (each reconstructed checkpoint's refit tensors, from
-    `tensors_dir/reconstruction/`, replace every output projection); a checkpoint that is not a
-    subnetwork of the one before (a search-based method's) starts from a fresh base load."""
+    `tensors_dir/reconstruction/`, replace every tensor its refit wrote); a checkpoint that is not a
+    subnetwork of the one before (a search-based method's), or one kept as cut after a refit one,
+    starts from a fresh base load."""
 
     def fresh() -> LoadedModel:
         return load_model(
@@ -247,16 +248,20 @@ def export_all(
 
     loaded = base or fresh()
     current = Structure.full(loaded.adapter.spec)
+    carries_refit = False  # the loaded model holds an earlier checkpoint's refit weights
     paths = []
     for record in sorted(trajectory.checkpoints, key=lambda r: r.target):
         where = reconstruction_file(tensors_dir, record) if tensors_dir is not None else None
         refit = checkpoint_tensors(record, where)
-        if not record.structure.is_subset_of(current):
-            loaded, current = fresh(), Structure.full(loaded.adapter.spec)
+        # a checkpoint kept as cut (the guard rejected its refit) must not inherit the refit weights
+        # of the one before; a refit checkpoint replaces every tensor the refit of one run writes
+        if not record.structure.is_subset_of(current) or (refit is None and carries_refit):
+            loaded, current, carries_refit = fresh(), Structure.full(loaded.adapter.spec), False
         loaded.adapter.slice_model(loaded.model, current, record.structure)
         current = record.structure
         if refit is not None:
             apply_tensors(loaded.model, refit)
+            carries_refit = True
         bias = refit is not None and _adds_bias(trajectory, refit)
         out = Path(out_dir) / record.name
         paths.append(

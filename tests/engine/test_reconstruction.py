@@ -289,3 +289,36 @@ def test_a_layer_with_every_kv_group_removed_is_measured_as_the_export_computes_
         untouched = dense.model(input_ids=ids).logits
     assert torch.allclose(viewed, expected, atol=1e-5)
     assert not torch.allclose(untouched, expected, atol=1e-3)  # the view did change the model
+
+
+def test_a_checkpoint_kept_as_cut_after_a_refit_one_exports_its_cut_weights(tmp_path: Path) -> None:
+    """export_all slices nested checkpoints one from the next; a checkpoint the guard kept as cut
+    must not inherit the refit weights of the one before it (it once did)."""
+    from safetensors.torch import load
+
+    from gisp.export import export_all, load_pruned, materialize
+    from gisp.reconstruction.tensors import reconstruction_file
+
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.2, 0.4], steps=2, batch_size=8, reconstruct="lstsq")
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64), None, None, False)
+    observer = Keep()
+    reconstruct_checkpoints(tiny_model("llama-gqa"), EXAMPLES, settings, trajectory, observer, None, guard=False)
+    small, large = trajectory.checkpoints
+    refit = load(observer.tensors[small.target])
+    dense = tiny_model("llama-gqa").model.model.layers[0].mlp.down_proj.weight[:, small.structure.mlp[0]]
+    assert not torch.allclose(refit["model.layers.0.mlp.down_proj.weight"], dense)  # the refit changed weights
+    reconstruction_file(tmp_path, small).parent.mkdir(parents=True)
+    reconstruction_file(tmp_path, small).write_bytes(observer.tensors[small.target])
+    # the guard's verdict, set by hand: whether it rejects a random model's refit is not ours to choose
+    large.reconstruction, large.reconstruction_sha256, large.reconstruction_rejected = None, None, "rejected"
+    base = tiny_model("llama-gqa")
+    trajectory.base_model = str(tmp_path / "base")
+    base.model.save_pretrained(trajectory.base_model)
+    base.tokenizer.save_pretrained(trajectory.base_model)
+    folders = export_all(trajectory, tmp_path / "out", tensors_dir=tmp_path)
+    ids = torch.randint(4, VOCAB, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exported = load_pruned(folders[1])(ids).logits
+        cut = materialize(trajectory, large.target).model(ids).logits
+    assert torch.allclose(exported, cut, atol=1e-5)
