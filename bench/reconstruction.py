@@ -42,7 +42,8 @@ def main() -> None:
         "--variants",
         default="bias,lstsq,lstsq-select",
         help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
-        "the engine), plain NAME measures the refit alone",
+        "the engine), plain NAME measures the refit alone; +inputs also refits q/k/v and gate/up "
+        "(reconstruct_inputs), e.g. lstsq-select-anchored+guard+inputs",
     )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
@@ -149,11 +150,16 @@ def main() -> None:
                 figures = ", ".join(f"{k} {v:.2f}" for k, v in r.metrics.items())
                 print(f"{label} seed {seed} none {r.target:g}: {figures} (pruning {prune_s:.0f} s)", flush=True)
             for variant in args.variants.split(","):
-                name, _, guard = variant.partition("+")
+                name, *extras = variant.split("+")
                 for lam in lambdas if name != "bias" else [lambdas[0]]:
                     copied = copy.deepcopy(trajectory)
                     copied.checkpoints = [r for r in copied.checkpoints if refit(r.target)]
-                    copied.settings = {**copied.settings, "reconstruct": name, "reconstruct_lambda": lam}
+                    copied.settings = {
+                        **copied.settings,
+                        "reconstruct": name,
+                        "reconstruct_lambda": lam,
+                        "reconstruct_inputs": "inputs" in extras,
+                    }
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
                     reconstruct_checkpoints(
@@ -163,7 +169,7 @@ def main() -> None:
                         copied,
                         printing_observer(f"{label} seed {seed} {variant}"),
                         measure,
-                        guard=guard == "guard",
+                        guard="guard" in extras,
                     )
                     recon_s = time.perf_counter() - started  # includes measuring the checkpoints
                     rows += checkpoint_rows(label, seed, variant, lam, copied.checkpoints)

@@ -62,6 +62,7 @@ class Job(TypedDict):
     reconstruct: str
     reconstruct_lambda: float
     reconstruct_samples: int
+    reconstruct_inputs: bool
     reconstruct_in_loop: bool
     tyr_levels: int
     tyr_step: float

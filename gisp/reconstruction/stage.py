@@ -104,6 +104,7 @@ def reconstruct_checkpoints(
                 hooks,
                 caught,
                 holdout=first and bool(held),
+                inputs=settings.reconstruct_inputs,
             )
 
         result = refit(True)

@@ -6,6 +6,10 @@ copy of that one layer, fed the pruned model's own hidden states (through the la
 reconstructed, so errors propagate), gives the inputs. Memory beyond the dense model: the dense
 and the pruned hidden states of the calibration tokens, one layer copy, one Gram matrix. The dense
 model is never changed, so every checkpoint is reconstructed from the same weights.
+
+With `inputs`, each block's input projections (q/k/v, gate/up: the rows of its kept units) are
+re-fitted first, so that fed the pruned model's hidden states they reproduce the dense block's
+projections; the output projection is then fitted on what those refitted rows compute.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from gisp.hf_remote.modeling_gisp import EmptyAttention
 from gisp.objectives import Batch
 from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit
 from gisp.reconstruction.builtin import cut_weight, solve_kept
-from gisp.reconstruction.solve import GramAccumulator
+from gisp.reconstruction.solve import GramAccumulator, ridge_solve
 from gisp.structure import Kind, Structure
 
 log = logging.getLogger("gisp")
@@ -134,6 +138,47 @@ def _projection(adapter: ArchitectureAdapter, layer: nn.Module, kind: Kind) -> n
     return adapter.unit_output_module(layer, kind)  # type: ignore[return-value]
 
 
+def input_projections(adapter: ArchitectureAdapter, layer: nn.Module, kind: Kind) -> list[tuple[nn.Linear, int]]:
+    """The block's input projections (their output rows are the units': q/k/v, gate/up), each with
+    its rows per unit; they all read the same input. Empty for a layer with no attention left."""
+    return [
+        (g.module, g.unit_size)  # type: ignore[misc]
+        for g in adapter.weight_groups(layer, kind)
+        if g.name == "weight" and g.axis == 0
+    ]
+
+
+class _DenseInputTargets:
+    """The dense layer's input-projection outputs per batch (biases off), concatenated per block."""
+
+    def __init__(self, modules: list[tuple[nn.Linear, int]]) -> None:
+        self.modules = modules
+        self.outputs: dict[nn.Module, list[Tensor]] = {m: [] for m, _ in modules}
+
+    def taps(self) -> dict[nn.Module, Callable]:
+        def tap(x: Tensor, y: Tensor, index: int, module: nn.Linear) -> None:
+            self.outputs[module].append(y if module.bias is None else y - module.bias)
+
+        return {m: (lambda x, y, b, m=m: tap(x, y, b, m)) for m, _ in self.modules}
+
+    def rows(self, units: list[int]) -> list[Tensor]:
+        """Per module, the output rows of `units` (base-model unit indices)."""
+        return [
+            torch.tensor([u * size + i for u in units for i in range(size)], dtype=torch.long)
+            for _, size in self.modules
+        ]
+
+    def batch(self, index: int, rows: list[Tensor]) -> Tensor:
+        """Batch `index`'s targets for the rows given: [batch, seq, Σ rows]."""
+        return torch.cat(
+            [
+                self.outputs[m][index].index_select(-1, r.to(self.outputs[m][index].device))
+                for (m, _), r in zip(self.modules, rows, strict=True)
+            ],
+            dim=-1,
+        )
+
+
 class _DenseTargets:
     """The dense layer's projection outputs per batch (bias off) and the mean of their inputs."""
 
@@ -165,13 +210,15 @@ def reconstruct(
     hooks: Hooks | None = None,
     caught: tuple[list[Tensor], list[list[LayerInput]]] | None = None,
     holdout: bool = False,
+    inputs: bool = False,
 ) -> Result:
     """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
 
     `candidates` (a superset of `structure`, default the full model) is what a selecting variant
     may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`.
     `holdout`: a validating variant's final weights are solved without the held-back sequences
-    (not re-solved on every sequence), so those stay unseen for an end-to-end check."""
+    (not re-solved on every sequence), so those stay unseen for an end-to-end check. `inputs`: the
+    blocks' input projections are re-fitted too (before their output projection)."""
     hooks = hooks or Hooks()
     spec = adapter.spec
     layers = adapter.layers(model)
@@ -187,6 +234,11 @@ def reconstruct(
         call = calls[index]
         targets = {kind: _DenseTargets(_projection(adapter, layer, kind)) for kind in PROJECTION}
         taps = {t.module: (lambda x, y, b, t=t, call=call: t.tap(x, y, b, call[b].tokens)) for t in targets.values()}
+        in_targets = {
+            kind: _DenseInputTargets(input_projections(adapter, layer, kind) if inputs else []) for kind in PROJECTION
+        }
+        for t in in_targets.values():
+            taps.update(t.taps())
         dense_next = _run_layer(layer, dense_h, call, taps)
         work = copy.deepcopy(layer)
         for kind in PROJECTION:
@@ -194,6 +246,10 @@ def reconstruct(
             pool = offer.kept(kind)[index] if variant.selects else structure.kept(kind)[index]
             if pool != list(range(base_units)):
                 adapter.slice_layer(work, kind, pool)
+            if inputs and pool:
+                _refit_inputs(
+                    work, kind, index, pool, in_targets[kind], pruned_h, call, variant, damp, adapter, holdout
+                )
             keep = _refit_projection(
                 adapter,
                 work,
@@ -216,11 +272,80 @@ def reconstruct(
                 raise ReconstructionError(
                     f"layer {index}: the reconstructed layer's output is not finite", field="reconstruct"
                 )
-        tensors.update(_layer_tensors(adapter, work, layer, names))
+        tensors.update(_layer_tensors(adapter, work, layer, names, inputs))
         dense_h = dense_next
         del work
         hooks.progress(index + 1, len(layers))
     return Result(kept, tensors)
+
+
+def _refit_inputs(
+    work: nn.Module,
+    kind: Kind,
+    index: int,
+    pool: list[int],
+    targets: _DenseInputTargets,
+    pruned_h: list[Tensor],
+    call: list[LayerInput],
+    variant: Reconstruction,
+    damp: float,
+    adapter: ArchitectureAdapter,
+    holdout: bool = False,
+) -> None:
+    """Re-fit `work`'s input projections of `kind` (sliced to `pool`) so that, fed the pruned model's
+    hidden states, their rows reproduce the dense layer's: one ridge solve over the shared input's
+    Gram matrix for all of them, its λ chosen on the held-back sequences as for the output
+    projections (or the weights as they are, when no λ fits those better)."""
+    modules = input_projections(adapter, work, kind)
+    if not modules:
+        return
+    what = f"layer {index} {'/'.join(_module_name(work, m) for m, _ in modules)}"
+    rows = targets.rows(pool)
+    width = modules[0][0].in_features
+    acc, val = GramAccumulator(width), GramAccumulator(width)
+
+    def tap(x: Tensor, y: Tensor, b: int) -> None:
+        wanted = targets.batch(b, rows)
+        acc.add(x[call[b].tokens], wanted[call[b].tokens])
+        if call[b].held.any():
+            val.add(x[call[b].held], wanted[call[b].held])
+
+    _run_layer(work, pruned_h, call, {modules[0][0]: tap})
+    assert acc.gram is not None and acc.cross is not None
+    current = torch.cat([m.weight.detach() for m, _ in modules], dim=0).T.to(acc.gram.device, torch.float64)
+    prior = current if variant.anchored else None
+    usable = variant.validates and 0 < val.count < acc.count and val.gram is not None and val.cross is not None
+    weight = ridge_solve(acc.gram, acc.cross, damp, what=what, prior=prior)
+    if usable:
+        assert val.gram is not None and val.cross is not None
+        train_gram, train_cross = acc.gram - val.gram, acc.cross - val.cross
+        grid = [damp * 10**k for k in range(RIDGE_STEPS)] if damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
+        scored = [(_fit_error(val, ridge_solve(train_gram, train_cross, d, what=what, prior=prior)), d) for d in grid]
+        scored.append((_fit_error(val, current), None))
+        _, best = min(scored, key=lambda s: (s[0], s[1] is None))
+        if best is None:
+            log.info("%s: the refit does not beat the weights as they are on held-back tokens; keeping them", what)
+            return
+        gram, cross = (train_gram, train_cross) if holdout else (acc.gram, acc.cross)
+        weight = ridge_solve(gram, cross, best, what=what, prior=prior)
+    start = 0
+    for module, _ in modules:
+        rows_here = module.out_features
+        part = weight[:, start : start + rows_here].T
+        module.weight.data = part.to(dtype=module.weight.dtype, device=module.weight.device).contiguous()
+        start += rows_here
+
+
+def _module_name(layer: nn.Module, module: nn.Module) -> str:
+    """`module`'s attribute name inside `layer` (q_proj, gate_proj, …), for logs and errors."""
+    return next((n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if m is module), "projection")
+
+
+def _fit_error(val: GramAccumulator, weight: Tensor) -> float:
+    """‖XW − Y‖² − ‖Y‖² on the held-back tokens, from their Gram statistics (W [in, out])."""
+    assert val.gram is not None and val.cross is not None
+    w = weight.to(device=val.gram.device, dtype=torch.float64)
+    return float((w * (val.gram @ w)).sum() - 2 * (w * val.cross).sum())
 
 
 def _refit_projection(
@@ -331,9 +456,16 @@ def _error(stats: ProjectionStats, val: GramAccumulator, keep: list[int], weight
     return float((w * (val.gram[cols][:, cols] @ w)).sum() - 2 * (w * val.cross[cols]).sum())
 
 
-def _layer_tensors(adapter: ArchitectureAdapter, work: nn.Module, dense: nn.Module, names: dict) -> dict[str, Tensor]:
-    """The output projections of the reconstructed layer, by their state-dict names."""
+def _layer_tensors(
+    adapter: ArchitectureAdapter, work: nn.Module, dense: nn.Module, names: dict, inputs: bool = False
+) -> dict[str, Tensor]:
+    """The output projections of the reconstructed layer (and with `inputs` its input projections'
+    weights), by their state-dict names."""
     out: dict[str, Tensor] = {}
+    for kind in PROJECTION if inputs else ():
+        mine, theirs = input_projections(adapter, work, kind), input_projections(adapter, dense, kind)
+        for (module, _), (dense_module, _) in zip(mine, theirs, strict=False):
+            out[f"{names[dense_module]}.weight"] = module.weight.detach().clone()
     for kind in PROJECTION:
         module = _projection(adapter, work, kind)
         dense_module = _projection(adapter, dense, kind)

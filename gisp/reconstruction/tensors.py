@@ -1,6 +1,7 @@
-"""A checkpoint's reconstructed tensors: the output projections of every layer (by their names in
-the compact model's state dict), saved as one safetensors file (same tensors, same bytes), applied
-to a compact model for export, or viewed through the dense model for measuring without a copy."""
+"""A checkpoint's reconstructed tensors: the output projections of every layer (and, when the refit
+covered them, the input projections' weights), by their names in the compact model's state dict,
+saved as one safetensors file (same tensors, same bytes), applied to a compact model for export,
+or viewed through the dense model for measuring without a copy."""
 
 from __future__ import annotations
 
@@ -67,11 +68,13 @@ def reconstructed_view(
     model: nn.Module, adapter: ArchitectureAdapter, structure: Structure, tensors: dict[str, Tensor]
 ) -> Iterator[None]:
     """While open, the dense `model` computes the checkpoint: each output projection reads only the
-    kept units' columns and uses its reconstructed weight (the removed units' work is discarded)."""
+    kept units' columns and uses its reconstructed weight (the removed units' work is discarded); a
+    reconstructed input projection computes its kept units' rows with its reconstructed weight."""
     names = dict(model.named_modules())
     handles = []
     for index, layer in enumerate(adapter.layers(model)):
         for kind in ("attn", "mlp"):
+            handles += _input_hooks(adapter, layer, kind, structure.kept(kind)[index], names, tensors)
             module = adapter.unit_output_module(layer, kind)
             prefix = next(n for n, m in names.items() if m is module)
             size = adapter.output_unit_size(kind)
@@ -100,3 +103,33 @@ def reconstructed_view(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _input_hooks(
+    adapter: ArchitectureAdapter,
+    layer: nn.Module,
+    kind: str,
+    kept: list[int],
+    names: dict[str, nn.Module],
+    tensors: dict[str, Tensor],
+) -> list:
+    """Hooks that give a dense input projection (q/k/v, gate/up) its reconstructed rows for `kept`."""
+    handles = []
+    for group in adapter.weight_groups(layer, kind):  # type: ignore[arg-type]
+        if group.name != "weight" or group.axis != 0:
+            continue
+        module = group.module
+        prefix = next(n for n, m in names.items() if m is module)
+        weight = tensors.get(f"{prefix}.weight")
+        if weight is None:
+            continue
+        rows = torch.tensor([u * group.unit_size + i for u in kept for i in range(group.unit_size)], dtype=torch.long)
+
+        def hook(m: nn.Module, args: tuple, output: Tensor, rows=rows, weight=weight) -> Tensor:
+            bias = None if m.bias is None else m.bias.index_select(0, rows.to(m.bias.device)).to(output.dtype)
+            out = output.clone()
+            out[..., rows.to(out.device)] = F.linear(args[0], weight.to(out.device, out.dtype), bias)
+            return out
+
+        handles.append(module.register_forward_hook(hook))
+    return handles

@@ -37,14 +37,18 @@ def pruned_structure(family: str, target: float = 0.5) -> tuple[PruneSettings, S
     return settings, trajectory.checkpoints[0].structure
 
 
-@pytest.mark.parametrize("variant", ["lstsq", "lstsq-select", "lstsq-select-anchored"])
-def test_tiny_lambda_on_an_unpruned_model_gives_back_the_dense_weights(variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant,inputs", [("lstsq", False), ("lstsq-select", False), ("lstsq-select-anchored", False), ("lstsq", True)]
+)
+def test_tiny_lambda_on_an_unpruned_model_gives_back_the_dense_weights(variant: str, inputs: bool) -> None:
     loaded = tiny_model("llama-gqa")
     full = Structure.full(loaded.adapter.spec)
-    result = reconstruct(loaded.model, loaded.adapter, full, batches(loaded), get_reconstruction(variant), 1e-9)
+    variant_ = get_reconstruction(variant)
+    result = reconstruct(loaded.model, loaded.adapter, full, batches(loaded), variant_, 1e-9, inputs=inputs)
     assert result.structure == full
     params = dict(loaded.model.named_parameters())
-    assert set(result.tensors) == {n for n in params if n.endswith(("o_proj.weight", "down_proj.weight"))}
+    refit = ("o_proj", "down_proj") + (("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj") if inputs else ())
+    assert set(result.tensors) == {n for n in params if n.endswith(tuple(f"{m}.weight" for m in refit))}
     for name, value in result.tensors.items():
         assert torch.allclose(value, params[name], atol=1e-4), name
 
@@ -82,12 +86,16 @@ def _projection_errors(loaded, structure: Structure, tensors: dict | None) -> li
     return errors
 
 
-@pytest.mark.parametrize("variant", ["lstsq", "lstsq-select", "lstsq-anchored", "bias"])
-def test_each_layer_fits_the_dense_outputs_better_after_than_before(variant: str) -> None:
+@pytest.mark.parametrize(
+    "variant,inputs",
+    [("lstsq", False), ("lstsq-select", False), ("lstsq-anchored", False), ("bias", False), ("lstsq-anchored", True)],
+)
+def test_each_layer_fits_the_dense_outputs_better_after_than_before(variant: str, inputs: bool) -> None:
     settings, structure = pruned_structure("llama-gqa", 0.3)
     loaded = tiny_model("llama-gqa")
     before = _projection_errors(loaded, structure, None)
-    result = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), get_reconstruction(variant), 1e-2)
+    variant_ = get_reconstruction(variant)
+    result = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), variant_, 1e-2, inputs=inputs)
     after = _projection_errors(loaded, result.structure, result.tensors)
     assert sum(b > 0 for b in before) >= 2, structure  # layers the pruning touched (or fed other inputs)
     assert all(a < b for a, b in zip(after, before, strict=True) if b > 0), (before, after)
@@ -149,10 +157,16 @@ def load_many_without_gisp(paths: list[Path], ids: torch.Tensor) -> list[torch.T
     return [torch.tensor(json.loads(line)) for line in done.stdout.strip().splitlines()[-len(paths) :]]
 
 
-@pytest.mark.parametrize("family,variant", [("llama-gqa", "lstsq-select"), ("qwen2", "bias")])
-def test_exported_reconstructed_folder_matches_without_the_package(family: str, variant: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "family,variant,inputs",
+    [("llama-gqa", "lstsq-select", False), ("qwen2", "bias", False), ("qwen2", "lstsq-select-anchored", True)],
+)
+def test_exported_reconstructed_folder_matches_without_the_package(
+    family: str, variant: str, inputs: bool, tmp_path: Path
+) -> None:
+    """With `inputs` the refit covers q/k/v and gate/up too (qwen2: with their biases kept)."""
     loaded = tiny_model(family)
-    settings = PruneSettings(targets=[0.3, 0.6], steps=2, batch_size=8, reconstruct=variant)
+    settings = PruneSettings(targets=[0.3, 0.6], steps=2, batch_size=8, reconstruct=variant, reconstruct_inputs=inputs)
     ids = torch.randint(4, VOCAB, (2, 12), generator=torch.Generator().manual_seed(3))
 
     def measure(model) -> dict[str, float]:
@@ -172,6 +186,8 @@ def test_exported_reconstructed_folder_matches_without_the_package(family: str, 
     for record in trajectory.checkpoints:
         assert record.reconstruction == variant and record.unreconstructed_metrics
         assert record.metrics != record.unreconstructed_metrics
+        refit_inputs = any(n.endswith("q_proj.weight") for n in _load(observer, record))
+        assert refit_inputs == inputs
         paths.append(tmp_path / record.name)
         (tmp_path / f"{record.name}.safetensors").write_bytes(observer.tensors[record.target])
         export_checkpoint(
@@ -259,6 +275,13 @@ def test_a_stop_asked_between_layers_stops_the_phase_and_keeps_nothing_half_done
     # one layer of the first of the guarded phase's two passes (the checked fit, then the kept one)
     assert observer.progress == [(1, 6)] and not observer.registered and not observer.tensors
     assert all(r.reconstruction is None for r in trajectory.checkpoints)  # a resume starts this one again
+
+
+@pytest.mark.parametrize("variant", ["none", "bias"])
+def test_refitting_the_inputs_needs_a_least_squares_variant(variant: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        PruneSettings(targets=[0.3], reconstruct=variant, reconstruct_inputs=True)
+    assert error.value.field == "reconstruct_inputs"
 
 
 @pytest.mark.parametrize("family", ["llama-gqa", "qwen2"])
