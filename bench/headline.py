@@ -13,6 +13,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = ("tinystories", "wikitext2", "c4")
 DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"  # the engine's default, as bench/reconstruction.py spells it
+WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"  # the same with reconstruct_inputs (q/k/v, gate/up refit)
 
 
 def load(name: str) -> dict | None:
@@ -33,12 +34,14 @@ def mean_row_ppl(rows: list[dict], label: str, variant: str, target: float, text
     )
 
 
-def reconstruction_lines(data: dict, mine: str = "gisp:fisher", theirs: str = "wanda-sp") -> list[str]:
-    """`mine` / `theirs`, both with the default reconstruction, at 0.4 and 0.5, and `mine` against
-    dense and against itself unreconstructed (same pruning runs, same windows)."""
+def reconstruction_lines(
+    data: dict, mine: str = "gisp:fisher", theirs: str = "wanda-sp", variant: str = DEFAULT_RECONSTRUCTION
+) -> list[str]:
+    """`mine` / `theirs`, both with `variant`, at 0.4 and 0.5, and `mine` against dense and against
+    itself unreconstructed (same pruning runs, same windows)."""
     rows, dense = data["rows"], data["dense"]
     present = {(r["label"], r["variant"]) for r in rows}
-    if not {(mine, DEFAULT_RECONSTRUCTION), (theirs, DEFAULT_RECONSTRUCTION), (mine, "none")} <= present:
+    if not {(mine, variant), (theirs, variant), (mine, "none")} <= present:
         return []
     seeds = len({r["seed"] for r in rows if r["label"] == mine})
     lines = []
@@ -46,15 +49,15 @@ def reconstruction_lines(data: dict, mine: str = "gisp:fisher", theirs: str = "w
         parts = []
         for text in SETS:
             a, b, cut = (
-                mean_row_ppl(rows, label, variant, target, text)
-                for label, variant in ((mine, DEFAULT_RECONSTRUCTION), (theirs, DEFAULT_RECONSTRUCTION), (mine, "none"))
+                mean_row_ppl(rows, label, which, target, text)
+                for label, which in ((mine, variant), (theirs, variant), (mine, "none"))
             )
             parts.append(
                 f"{text} {a:.1f}/{b:.1f} = **{a / b:.2f}×** ({mine} {a / dense[text]:.1f}× dense, "
                 f"{cut / dense[text]:.1f}× unreconstructed)"
             )
         lines.append(
-            f"- perplexity {mine} / {theirs}, both + {DEFAULT_RECONSTRUCTION}, at {target} "
+            f"- perplexity {mine} / {theirs}, both + {variant}, at {target} "
             f"(mean of {seeds} seeds): " + "; ".join(parts)
         )
     return lines
@@ -79,9 +82,10 @@ def main() -> None:
                     mine, theirs = (mean_ppl(quality["runs"], lab, 0.5, text) for lab in (label, "wanda-sp"))
                     parts.append(f"{text} **{mine / theirs:.2f}×**")
                 lines.append(f"- perplexity {label} / wanda-sp at 0.5: " + "; ".join(parts))
-    reconstruction = load("reconstruction_v3")
+    reconstruction = load("reconstruction_v4")  # v3 and earlier: measured with the defective view
     if reconstruction:
         lines += reconstruction_lines(reconstruction)
+        lines += reconstruction_lines(reconstruction, variant=WITH_INPUTS)
     for name in ("speed", "speed_1b"):
         speed = load(name)
         for r in speed["results"] if speed else []:

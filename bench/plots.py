@@ -27,6 +27,7 @@ STYLE = {
     "gisp protect[0,4]": dict(color="C2", ls="--"),
 }
 DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"  # the engine's default, as bench/reconstruction.py spells it
+WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"  # the same with reconstruct_inputs (q/k/v, gate/up refit)
 
 
 def reconstruction_style(label: str) -> dict:
@@ -111,11 +112,12 @@ def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = No
 
 
 def reconstruction_plot(data: list[dict], out: Path) -> None:
-    """bench/reconstruction.py: each method without reconstruction (solid) and with the default one (dotted),
-    from the same pruning runs and evaluation windows."""
+    """bench/reconstruction.py: each method without reconstruction (solid), with the default one (dotted)
+    and with the input-side refit too (dashed, where the JSON has it), from the same pruning runs and
+    evaluation windows."""
     fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
     for ax, name in zip(axes, SETS, strict=True):
-        for variant, ls, marker in (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s")):
+        for variant, ls, marker in (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s"), (WITH_INPUTS, "--", "^")):
             for label, xs, means, stds, seeds in reconstruction_curves(data, name, variant):
                 ax.errorbar(
                     xs,
@@ -131,7 +133,10 @@ def reconstruction_plot(data: list[dict], out: Path) -> None:
                 )
     handles, names = _perplexity_axes(axes)
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=9)
-    fig.suptitle("stories260K: without (solid) and with the default reconstruction (dotted); 0 = dense")
+    fig.suptitle(
+        "stories260K: without (solid), with the default reconstruction (dotted) and with the input refit too "
+        "(dashed); 0 = dense"
+    )
     fig.tight_layout(rect=(0, 0.05 + 0.03 * ((len(names) + 1) // 2), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -208,9 +213,7 @@ def main() -> None:
         "--reconstruction",
         type=Path,
         nargs="*",
-        default=[
-            REPO / "bench" / "results" / f"{name}.json" for name in ("reconstruction_v3", "reconstruction_v3_others")
-        ],
+        default=[REPO / "bench" / "results" / f"{name}.json" for name in ("reconstruction_v4",)],
         help="bench/reconstruction.py JSON whose default-reconstruction curves are drawn (missing files skipped)",
     )
     parser.add_argument("--tyr", type=Path, default=REPO / "bench" / "results" / "tyr.json", help="bench/tyr.py JSON")
@@ -228,7 +231,7 @@ def main() -> None:
     else:
         print(
             "note: no reconstruction JSON found; "
-            "run bench/reconstruction.py --json bench/results/reconstruction_v3.json"
+            "run bench/reconstruction.py --json bench/results/reconstruction_v4.json"
         )
     if args.quality.is_file():
         quality = json.loads(args.quality.read_text())

@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict] = {
     "gisp+lstsq": dict(method="gisp", reconstruct="lstsq"),
     "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select"),
     "gisp+default": dict(method="gisp"),  # the reconstruction stage's default variant, whatever it is now
+    "gisp+default+inputs": dict(method="gisp", reconstruct_inputs=True),  # and q/k/v, gate/up refit too
     "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq"),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
     "tyr": dict(method="tyr", tyr_anchor=False),
