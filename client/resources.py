@@ -55,6 +55,7 @@ class Job(TypedDict):
     importance: str
     normalization: str
     protect_layers: list[int]
+    min_kv_groups: int
     batch_size: int
     dtype: str
     heldout: int

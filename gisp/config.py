@@ -106,6 +106,13 @@ class PruneSettings:
     protect_layers: list[int] = _setting(
         [], "layer indices kept whole, e.g. 0,31", ge=0, le=MAX_LAYER_INDEX, max_items=MAX_LAYER_INDEX + 1
     )
+    min_kv_groups: int = _setting(
+        0,
+        "KV groups a ranking method leaves in every layer's attention unless a target needs them (0: a "
+        "layer's attention may be removed whole, as in the GISP paper)",
+        ge=0,
+        le=MAX_LAYER_INDEX,
+    )
     batch_size: int = _setting(8, "sequences per forward pass while scoring", ge=1, le=MAX_SAMPLES)
     device: str = _setting("cpu", "cpu, cuda or cuda:N", service=False)
     dtype: str = _setting("float32", "weights' dtype while pruning and in the export", choices=_dtype_names)

@@ -24,7 +24,7 @@ from gisp.methods.search import SearchContext, SearchProgress
 from gisp.objectives import Objective, get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.reconstruction.tensors import reconstruction_file, tensors_bytes, write_atomic
-from gisp.schedule import linear_goal, nearest_count
+from gisp.schedule import defer_below_floor, linear_goal, nearest_count
 from gisp.stopping import check_stop, checked
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
@@ -181,7 +181,7 @@ def prune(
                     step,
                 )
             )
-        order = ranking.order
+        order = defer_below_floor(ranking.order, structure, settings.min_kv_groups)
         sizes = [spec.unit_params(u.kind) for u in order]
         removed_before = total - structure.kept_params(spec)
         goal = linear_goal(max(settings.targets), trajectory.total_steps, step)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gisp.structure import Structure, Unit
+
 
 def linear_goal(max_target: float, steps: int, step: int) -> float:
     """The goal of `step` (1-based) of `steps`; computed per step, so no list of `steps` entries
@@ -28,3 +30,22 @@ def nearest_count(unit_params: Sequence[int], already_removed: int, goal_params:
         else:
             break
     return count
+
+
+def defer_below_floor(order: Sequence[Unit], structure: Structure, min_kv_groups: int) -> list[Unit]:
+    """`order` with every attention unit that would leave its layer fewer than `min_kv_groups` KV
+    groups moved to the end (in their order): they go only when a target cannot be reached
+    without them. A global ranking otherwise empties whole layers' attention, which a refit of
+    the layer's output projections cannot give back (docs/benchmarks.md §8)."""
+    if min_kv_groups <= 0:
+        return list(order)
+    left = {layer: len(kept) for layer, kept in enumerate(structure.attn)}
+    first, deferred = [], []
+    for unit in order:
+        if unit.kind == "attn":
+            if left[unit.layer] <= min_kv_groups:
+                deferred.append(unit)
+                continue
+            left[unit.layer] -= 1
+        first.append(unit)
+    return first + deferred

@@ -183,3 +183,27 @@ def test_settings_refuse_what_is_out_of_bounds_as_sent(change: dict, message: st
     with pytest.raises(ConfigError, match=re.escape(message)):
         PruneSettings(**{"targets": [0.2], **change})
     assert PruneSettings(targets=[0.2], seed=2**63 - 1, steps=4096).seed == 2**63 - 1
+
+
+def test_min_kv_groups_keeps_attention_in_every_layer_until_a_target_needs_it() -> None:
+    free = run_tiny("llama-gqa", targets=[0.7, 0.97], steps=4)
+    assert any(not kept for kept in free.checkpoints[0].structure.attn)  # without it a layer is emptied
+    floored = run_tiny("llama-gqa", targets=[0.7, 0.97], steps=4, min_kv_groups=1)
+    assert all(kept for kept in floored.checkpoints[0].structure.attn)
+    assert any(not kept for kept in floored.checkpoints[1].structure.attn)  # 0.97 needs the deferred ones
+    spec = floored.arch
+    biggest_unit = max(spec.unit_params("attn"), spec.unit_params("mlp"))
+    for record in floored.checkpoints:  # the targets are still hit
+        removed = spec.prunable_params - record.structure.kept_params(spec)
+        assert abs(removed - record.target * spec.prunable_params) <= biggest_unit / 2
+
+
+def test_defer_below_floor_moves_only_the_units_under_the_floor() -> None:
+    from gisp.schedule import defer_below_floor
+    from gisp.structure import Unit
+
+    structure = Structure(attn=[[0, 1], [0, 1, 2]], mlp=[[0, 1], [0]])
+    order = [Unit(0, "attn", 0), Unit(0, "attn", 1), Unit(1, "mlp", 0), Unit(1, "attn", 2), Unit(1, "attn", 0)]
+    assert defer_below_floor(order, structure, 0) == order
+    assert defer_below_floor(order, structure, 1) == [order[0], order[2], order[3], order[4], order[1]]
+    assert defer_below_floor(order, structure, 2) == [order[2], order[3], order[0], order[1], order[4]]
