@@ -12,8 +12,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = ("tinystories", "wikitext2", "c4")
-DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"  # the engine's default, as bench/reconstruction.py spells it
-WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"  # the same with reconstruct_inputs (q/k/v, gate/up refit)
+# bench/reconstruction.py's spelling of the engine's default before the input refit joined it, and
+# of the default since 2026-12-03 (the same with reconstruct_inputs: q/k/v, gate/up refit too)
+DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"
+WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"
 
 
 def load(name: str) -> dict | None:

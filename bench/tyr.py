@@ -33,11 +33,16 @@ NS = "next_sentence"  # accuracy key beside the perplexities
 # label -> settings over the shared ones
 CONFIGS: dict[str, dict] = {
     "gisp": dict(method="gisp", reconstruct="none"),
-    "gisp+lstsq": dict(method="gisp", reconstruct="lstsq"),
-    "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select"),
-    "gisp+default": dict(method="gisp"),  # the reconstruction stage's default variant, whatever it is now
-    "gisp+default+inputs": dict(method="gisp", reconstruct_inputs=True),  # and q/k/v, gate/up refit too
-    "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq"),
+    "gisp+lstsq": dict(method="gisp", reconstruct="lstsq", reconstruct_inputs=False),
+    "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select", reconstruct_inputs=False),
+    # the reconstruction stage's default before the input refit became part of it (labels stay
+    # what the committed results were measured with): lstsq-select-anchored + guard, o_proj/down_proj
+    "gisp+default": dict(method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=False),
+    # ... and with q/k/v, gate/up refit too: the stage's default since 2026-12-03
+    "gisp+default+inputs": dict(method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=True),
+    "gisp+default kv>=1": dict(method="gisp", reconstruct_inputs=False, min_kv_groups=1),  # no layer emptied
+    "gisp+default+inputs kv>=1": dict(method="gisp", reconstruct_inputs=True, min_kv_groups=1),
+    "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq", reconstruct_inputs=False),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
     "tyr": dict(method="tyr", tyr_anchor=False),
     "tyr anchored": dict(method="tyr", tyr_anchor=True),

@@ -64,8 +64,8 @@ def add_setting_arguments(parser: argparse.ArgumentParser, service: bool = False
             kwargs["default"] = argparse.SUPPRESS if service else spec.default
             if spec.default not in (None, False):
                 kwargs["help"] += f" (default: {_shown(spec.default)})"
-        if spec.type is bool:
-            kwargs["action"] = "store_true"
+        if spec.type is bool:  # --x / --no-x: a setting that is on by default can be turned off
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(spec.type) is list:
             kwargs["type"] = _list_of(get_args(spec.type)[0])
         elif spec.type in (int, float):

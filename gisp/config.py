@@ -144,10 +144,10 @@ class PruneSettings:
         0, "calibration windows the refit fits on (0: the calibration set; more draws further windows)", ge=0
     )
     reconstruct_inputs: bool = _setting(
-        False,
+        True,
         "the refit also re-solves each block's input projections (q/k/v, gate/up rows of the kept units) so "
-        "that, fed the pruned model's hidden states, they reproduce the dense block's; lstsq-family "
-        "reconstruct only; not inside the loop",
+        "that, fed the pruned model's hidden states, they reproduce the dense block's; the lstsq variants "
+        "only (none and bias ignore it); not inside the loop",
     )
     reconstruct_in_loop: bool = _setting(
         False,
@@ -198,12 +198,6 @@ class PruneSettings:
             check_setting(spec, getattr(self, spec.name))
         self._validate_tyr()
         self._validate_in_loop()
-        if self.reconstruct_inputs and not get_reconstruction(self.reconstruct).validates:
-            raise ConfigError(
-                f"reconstruct_inputs re-solves the input projections by least squares; reconstruct "
-                f"{self.reconstruct!r} has no such refit (use an lstsq variant)",
-                field="reconstruct_inputs",
-            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} requested but CUDA is not available", field="device")
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):

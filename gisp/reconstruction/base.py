@@ -59,6 +59,7 @@ class Reconstruction(ABC):
     validates: bool = False  # its ridge term is chosen on held-back calibration sequences (stream._validated)
     adds_bias: bool = False  # the export's o_proj/down_proj get biases (the folder's config says so)
     anchored: bool = False  # its ridge term pulls toward the weights as cut, not toward zero
+    least_squares: bool = False  # a ridge refit: `reconstruct_inputs` extends it to the input projections
     # the refit `reconstruct_in_loop` runs after every pruning step (it must keep the step's units);
     # None: the variant cannot run inside the loop
     step_variant: str | None = None

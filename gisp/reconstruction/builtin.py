@@ -67,6 +67,7 @@ class LeastSquares(Reconstruction):
 
     name = "lstsq"
     validates = True
+    least_squares = True
     step_variant = "lstsq"
 
     def refit(self, stats: ProjectionStats) -> Refit:
@@ -85,6 +86,7 @@ class LeastSquaresSelect(Reconstruction):
     name = "lstsq-select"
     selects = True
     validates = True
+    least_squares = True
     step_variant = "lstsq"
 
     def refit(self, stats: ProjectionStats) -> Refit:

@@ -104,7 +104,7 @@ def reconstruct_checkpoints(
                 hooks,
                 caught,
                 holdout=first and bool(held),
-                inputs=settings.reconstruct_inputs,
+                inputs=settings.reconstruct_inputs and variant.least_squares,
             )
 
         result = refit(True)

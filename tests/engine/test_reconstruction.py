@@ -277,11 +277,15 @@ def test_a_stop_asked_between_layers_stops_the_phase_and_keeps_nothing_half_done
     assert all(r.reconstruction is None for r in trajectory.checkpoints)  # a resume starts this one again
 
 
-@pytest.mark.parametrize("variant", ["none", "bias"])
-def test_refitting_the_inputs_needs_a_least_squares_variant(variant: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        PruneSettings(targets=[0.3], reconstruct=variant, reconstruct_inputs=True)
-    assert error.value.field == "reconstruct_inputs"
+def test_bias_ignores_the_input_refit_that_is_on_by_default() -> None:
+    loaded = tiny_model("llama-gqa")
+    settings = PruneSettings(targets=[0.3], steps=2, batch_size=8, reconstruct="bias")
+    assert settings.reconstruct_inputs  # the default
+    trajectory = prune(loaded, EXAMPLES, settings, new_trajectory(loaded, settings, "0" * 64), None, None, False)
+    observer = Keep()
+    reconstruct_checkpoints(tiny_model("llama-gqa"), EXAMPLES, settings, trajectory, observer, None, guard=False)
+    names = set(_load(observer, trajectory.checkpoints[0]))
+    assert names and not any(n.endswith(("q_proj.weight", "gate_proj.weight")) for n in names)
 
 
 @pytest.mark.parametrize("family", ["llama-gqa", "qwen2"])

@@ -59,7 +59,6 @@ def fields(body: dict) -> set[str]:
         ({"method": "tyr", "tyr_levels": 2}, "tyr_levels"),
         ({"method": "tyr", "tyr_stage_samples": [4, 16, 64], "tyr_stage_keep": [2]}, "tyr_stage_keep"),
         ({"reconstruct": "bias", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
-        ({"reconstruct": "none", "reconstruct_inputs": True}, "reconstruct_inputs"),
         ({"method": "wanda-sp", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
         ({"method": "tyr", "tyr_anchor": "sometimes"}, "tyr_anchor"),
     ],
