@@ -5,6 +5,8 @@ metrics are theirs.
 The rejection is real, not injected: the old ridge-toward-zero `lstsq-select` on the service
 tests' 8 × 64 calibration tokens fits the held-in sequences and raises the loss on the held-back
 ones at 0.4 (docs/benchmarks.md §8, "The guard"); the anchored default passes the same check.
+The job turns the input-side refit off: with it (the default since 2026-12-03) the same
+`lstsq-select` refit passes the guard here, and the rejection this test needs does not happen.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ pytestmark = [pytest.mark.service, pytest.mark.embedded_only]
 
 
 def test_a_rejected_refit_is_recorded_on_the_checkpoint(service, text_dataset):
-    response = submit(service, {**TINY, "dataset_id": text_dataset["id"], "reconstruct": "lstsq-select"})
+    job = {**TINY, "dataset_id": text_dataset["id"], "reconstruct": "lstsq-select", "reconstruct_inputs": False}
+    response = submit(service, job)
     assert response.status_code == 201, response.text
     job = wait_finished(service, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
