@@ -15,6 +15,7 @@ from transformers import PretrainedConfig
 
 from gisp.adapters.base import ArchitectureAdapter, WeightGroup, register_adapter
 from gisp.hf_remote.modeling_gisp import EmptyAttention
+from gisp.slots import unit_slots
 from gisp.structure import ArchSpec, Kind
 
 
@@ -107,9 +108,7 @@ class LlamaFamilyAdapter(ArchitectureAdapter):
             layer.self_attn = EmptyAttention(layer.self_attn.layer_idx, self.spec.head_dim, o_proj.bias)
             return
         for group in self.weight_groups(layer, kind):
-            index = torch.tensor(
-                [p * group.unit_size + i for p in positions for i in range(group.unit_size)], dtype=torch.long
-            )
+            index = unit_slots(positions, group.unit_size)
             _index_select_param(group.module, group.name, group.axis, index)
         if kind == "attn":
             attn = layer.self_attn

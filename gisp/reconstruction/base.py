@@ -14,10 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from gisp.registry import Registry
+from gisp.slots import unit_slots
 
 
 @dataclass
@@ -39,8 +39,7 @@ class ProjectionStats:
     def columns(self, units: list[int], among: list[int]) -> Tensor:
         """Input columns of `units`, as positions in a tensor laid out by `among`."""
         position = {u: p for p, u in enumerate(among)}
-        size = self.unit_size
-        return torch.tensor([position[u] * size + i for u in units for i in range(size)], dtype=torch.long)
+        return unit_slots([position[u] for u in units], self.unit_size)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit, register_reconstruction
 from gisp.reconstruction.solve import ridge_solve
+from gisp.slots import unit_slots
 
 
 @register_reconstruction
@@ -144,8 +145,7 @@ def select_units(stats: ProjectionStats, count: int) -> list[int]:
         order = sorted(range(groups), key=lambda g: (float(error[g]), alive[g]))
         gone_groups = sorted(order[:step])
         stay_groups = sorted(order[step:])
-        gone = torch.tensor([g * size + i for g in gone_groups for i in range(size)], device=inverse.device)
-        stay = torch.tensor([g * size + i for g in stay_groups for i in range(size)], device=inverse.device)
+        gone, stay = unit_slots(gone_groups, size, inverse.device), unit_slots(stay_groups, size, inverse.device)
         if len(stay):
             inv_ss, inv_sg, inv_gg = inverse[stay][:, stay], inverse[stay][:, gone], inverse[gone][:, gone]
             inverse = inv_ss - inv_sg @ torch.linalg.solve(inv_gg, inv_sg.T)

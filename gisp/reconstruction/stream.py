@@ -30,6 +30,7 @@ from gisp.objectives import Batch
 from gisp.reconstruction.base import ProjectionStats, Reconstruction, Refit
 from gisp.reconstruction.builtin import cut_weight, solve_kept
 from gisp.reconstruction.solve import GramAccumulator, ridge_solve
+from gisp.slots import unit_slots
 from gisp.structure import Kind, Structure
 
 log = logging.getLogger("gisp")
@@ -163,10 +164,7 @@ class _DenseInputTargets:
 
     def rows(self, units: list[int]) -> list[Tensor]:
         """Per module, the output rows of `units` (base-model unit indices)."""
-        return [
-            torch.tensor([u * size + i for u in units for i in range(size)], dtype=torch.long)
-            for _, size in self.modules
-        ]
+        return [unit_slots(units, size) for _, size in self.modules]
 
     def batch(self, index: int, rows: list[Tensor]) -> Tensor:
         """Batch `index`'s targets for the rows given: [batch, seq, Σ rows]."""
@@ -314,20 +312,22 @@ def _refit_inputs(
     assert acc.gram is not None and acc.cross is not None
     current = torch.cat([m.weight.detach() for m, _ in modules], dim=0).T.to(acc.gram.device, torch.float64)
     prior = current if variant.anchored else None
-    usable = variant.validates and 0 < val.count < acc.count and val.gram is not None and val.cross is not None
-    weight = ridge_solve(acc.gram, acc.cross, damp, what=what, prior=prior)
-    if usable:
-        assert val.gram is not None and val.cross is not None
+    damp_used: float | None = damp
+    fit_gram, fit_cross = acc.gram, acc.cross
+    if variant.validates and 0 < val.count < acc.count and val.gram is not None and val.cross is not None:
         train_gram, train_cross = acc.gram - val.gram, acc.cross - val.cross
-        grid = [damp * 10**k for k in range(RIDGE_STEPS)] if damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
-        scored = [(_fit_error(val, ridge_solve(train_gram, train_cross, d, what=what, prior=prior)), d) for d in grid]
-        scored.append((_fit_error(val, current), None))
-        _, best = min(scored, key=lambda s: (s[0], s[1] is None))
-        if best is None:
+        damp_used = _ladder(
+            lambda d: ridge_solve(train_gram, train_cross, d, what=what, prior=prior),
+            lambda w: _held_error(val, w),
+            damp,
+            current,
+        )
+        if damp_used is None:
             log.info("%s: the refit does not beat the weights as they are on held-back tokens; keeping them", what)
             return
-        gram, cross = (train_gram, train_cross) if holdout else (acc.gram, acc.cross)
-        weight = ridge_solve(gram, cross, best, what=what, prior=prior)
+        if holdout:
+            fit_gram, fit_cross = train_gram, train_cross
+    weight = ridge_solve(fit_gram, fit_cross, damp_used, what=what, prior=prior)
     start = 0
     for module, _ in modules:
         rows_here = module.out_features
@@ -341,11 +341,28 @@ def _module_name(layer: nn.Module, module: nn.Module) -> str:
     return next((n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if m is module), "projection")
 
 
-def _fit_error(val: GramAccumulator, weight: Tensor) -> float:
-    """‖XW − Y‖² − ‖Y‖² on the held-back tokens, from their Gram statistics (W [in, out])."""
+def _held_error(val: GramAccumulator, weight: Tensor, cols: Tensor | None = None) -> float:
+    """‖XW − Y‖² on the held-back tokens, less the constant ‖Y‖², from their Gram statistics
+    (W [in, out]; `cols`: the input columns it reads, default all)."""
     assert val.gram is not None and val.cross is not None
-    w = weight.to(device=val.gram.device, dtype=torch.float64)
-    return float((w * (val.gram @ w)).sum() - 2 * (w * val.cross).sum())
+    gram, cross = val.gram, val.cross
+    if cols is not None:
+        cols = cols.to(gram.device)
+        gram, cross = gram[cols][:, cols], cross[cols]
+    w = weight.to(device=gram.device, dtype=torch.float64)
+    return float((w * (gram @ w)).sum() - 2 * (w * cross).sum())
+
+
+def _ladder(
+    solve: Callable[[float], Tensor], error: Callable[[Tensor], float], damp: float, unchanged: Tensor
+) -> float | None:
+    """The ridge term, of λ, 10λ, 100λ, 1000λ (or a fixed grid when λ is 0), whose solve on the
+    training sequences fits the held-back ones best; None when the weights left unchanged fit them
+    better still. Shared by the input and the output refits, so both fall back the same way."""
+    grid = [damp * 10**k for k in range(RIDGE_STEPS)] if damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
+    scored: list[tuple[float, float | None]] = [(error(solve(d)), d) for d in grid]
+    scored.append((error(unchanged), None))
+    return min(scored, key=lambda s: (s[0], s[1] is None))[1]
 
 
 def _refit_projection(
@@ -434,26 +451,21 @@ def _validated(variant: Reconstruction, stats: ProjectionStats, val: GramAccumul
     train = replace(stats, gram=stats.gram - val.gram, cross=stats.cross - val.cross, tokens=stats.tokens - val.count)
     fit = train if holdout else stats
     chosen = variant.refit(fit)
-    grid = [stats.damp * 10**k for k in range(RIDGE_STEPS)] if stats.damp > 0 else [0.0, 1e-3, 1e-2, 1e-1]
     keep = chosen.keep
-    scored = [(_error(stats, val, keep, solve_kept(replace(train, damp=d), keep, variant.anchored)), d) for d in grid]
+    cols = stats.columns(keep, stats.candidates)
     cut = cut_weight(stats, keep)
-    scored.append((_error(stats, val, keep, cut), None))
-    _, damp = min(scored, key=lambda s: (s[0], s[1] is None))
+    damp = _ladder(
+        lambda d: solve_kept(replace(train, damp=d), keep, variant.anchored).T,
+        lambda w: _held_error(val, w, cols),
+        stats.damp,
+        cut.T,
+    )
     if damp is None:
         log.info("%s: the refit does not beat the weights as cut on held-back tokens; keeping them", stats.what)
         return Refit(keep, cut, None)
     if damp == stats.damp:
         return chosen
     return Refit(keep, solve_kept(replace(fit, damp=damp), keep, variant.anchored), None)
-
-
-def _error(stats: ProjectionStats, val: GramAccumulator, keep: list[int], weight: Tensor) -> float:
-    """‖XW − Y‖² on the held-back tokens, less the constant ‖Y‖², from their Gram statistics."""
-    assert val.gram is not None and val.cross is not None
-    cols = stats.columns(keep, stats.candidates).to(val.gram.device)
-    w = weight.T.to(device=val.gram.device, dtype=torch.float64)
-    return float((w * (val.gram[cols][:, cols] @ w)).sum() - 2 * (w * val.cross[cols]).sum())
 
 
 def _layer_tensors(

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from gisp.adapters import ArchitectureAdapter
+from gisp.slots import unit_slots
 from gisp.structure import Structure
 from gisp.trajectory import CheckpointRecord
 
@@ -78,9 +78,7 @@ def reconstructed_view(
             module = adapter.unit_output_module(layer, kind)
             prefix = next(n for n, m in names.items() if m is module)
             size = adapter.output_unit_size(kind)
-            cols = torch.tensor(
-                [u * size + i for u in structure.kept(kind)[index] for i in range(size)], dtype=torch.long
-            )
+            cols = unit_slots(structure.kept(kind)[index], size)
             weight = tensors.get(f"{prefix}.weight")
             bias = tensors.get(f"{prefix}.bias", tensors.get(f"{prefix.rsplit('.', 1)[0]}.o_bias"))
             if weight is None and bias is None and len(cols):
@@ -123,7 +121,7 @@ def _input_hooks(
         weight = tensors.get(f"{prefix}.weight")
         if weight is None:
             continue
-        rows = torch.tensor([u * group.unit_size + i for u in kept for i in range(group.unit_size)], dtype=torch.long)
+        rows = unit_slots(kept, group.unit_size)
 
         def hook(m: nn.Module, args: tuple, output: Tensor, rows=rows, weight=weight) -> Tensor:
             bias = None if m.bias is None else m.bias.index_select(0, rows.to(m.bias.device)).to(output.dtype)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from gisp.reconstruction import ridge_solve
+from gisp.slots import unit_slots
 
 
 @dataclass
@@ -31,14 +32,10 @@ class Rung:
     weight: Tensor
 
 
-def _columns(units: list[int], size: int) -> Tensor:
-    return torch.tensor([u * size + i for u in units for i in range(size)], dtype=torch.long)
-
-
 def _scores(weight: Tensor, hinv: Tensor, units: list[int], size: int) -> Tensor:
     """Grouped OBS error of removing each unit alone: tr(W_g (H⁻¹_gg)⁻¹ W_gᵀ)."""
     n = len(units)
-    cols = _columns(units, size)
+    cols = unit_slots(units, size)
     w = weight[:, cols].reshape(weight.shape[0], n, size).permute(1, 0, 2)  # [n, out, s]
     h = hinv[cols][:, cols].reshape(n, size, n, size)
     index = torch.arange(n)
@@ -91,14 +88,14 @@ def ladder(
                 scores = _scores(weight, hinv, kept, unit_size)
                 order = sorted(range(len(kept)), key=lambda i: (float(scores[i]), kept[i]))
                 gone = sorted(kept[i] for i in order[:take])
-                weight, hinv = _remove(weight, hinv, _columns(gone, unit_size))
+                weight, hinv = _remove(weight, hinv, unit_slots(gone, unit_size))
                 kept = [u for u in kept if u not in set(gone)]
         if count == len(units):
             solved = dense.detach().float().cpu().clone()
         elif count == 0:
             solved = torch.zeros(dense.shape[0], 0)
         else:
-            cols = _columns(kept, unit_size).to(gram.device)
+            cols = unit_slots(kept, unit_size).to(gram.device)
             prior = original[:, cols].T if anchor else None
             w = ridge_solve(gram[cols][:, cols], cross[cols], damp, what=what, prior=prior).T
             weight = torch.zeros_like(weight)

@@ -86,3 +86,10 @@ def test_unsupported_architecture_is_named() -> None:
     with pytest.raises(UnsupportedArchitectureError) as info:
         adapter_for(GPT2Config(architectures=["GPT2LMHeadModel"]))
     assert "GPT2LMHeadModel" in info.value.message and "llama" in info.value.message
+
+
+def test_unit_slots_lists_each_units_slots_in_the_order_given() -> None:
+    from gisp.slots import unit_slots
+
+    assert unit_slots([2, 0], 3).tolist() == [6, 7, 8, 0, 1, 2]
+    assert unit_slots([], 4).tolist() == []
