@@ -43,7 +43,8 @@ def main() -> None:
         default="bias,lstsq,lstsq-select",
         help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
         "the engine), plain NAME measures the refit alone; +inputs also refits q/k/v and gate/up "
-        "(reconstruct_inputs), e.g. lstsq-select-anchored+guard+inputs",
+        "(reconstruct_inputs), +residual fits the residual stream's drift too (reconstruct_residual), e.g. "
+        "lstsq-select-anchored+guard+inputs",
     )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
     parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
@@ -159,6 +160,7 @@ def main() -> None:
                         "reconstruct": name,
                         "reconstruct_lambda": lam,
                         "reconstruct_inputs": "inputs" in extras,
+                        "reconstruct_residual": "residual" in extras,
                     }
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()

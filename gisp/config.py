@@ -149,6 +149,12 @@ class PruneSettings:
         "that, fed the pruned model's hidden states, they reproduce the dense block's; the lstsq variants "
         "only (none and bias ignore it); not inside the loop",
     )
+    reconstruct_residual: bool = _setting(
+        False,
+        "the refit's output projections also cancel the residual stream's drift: each is fitted to the dense "
+        "block's output plus the dense residual stream entering the block less the pruned one, so a layer "
+        "makes good what earlier layers' cuts left; the lstsq variants only",
+    )
     reconstruct_in_loop: bool = _setting(
         False,
         "also refit after every pruning step (the plain lstsq or lstsq-anchored refit of the step's units), so "

@@ -60,6 +60,11 @@ class ArchitectureAdapter(ABC):
         """Width of one unit's slice of that input."""
 
     @abstractmethod
+    def residual_branch(self, layer: nn.Module, kind: Kind) -> nn.Module:
+        """The block of `kind` whose output (the first element, if a tuple) `layer` adds to the
+        residual stream: self-attention or the MLP."""
+
+    @abstractmethod
     def slice_layer(self, layer: nn.Module, kind: Kind, positions: list[int]) -> None:
         """Keep only the units at `positions` (current positions, ascending) of `layer`."""
 

@@ -102,6 +102,9 @@ class LlamaFamilyAdapter(ArchitectureAdapter):
     def output_unit_size(self, kind: Kind) -> int:
         return self.spec.heads_per_group * self.spec.head_dim if kind == "attn" else 1
 
+    def residual_branch(self, layer: nn.Module, kind: Kind) -> nn.Module:
+        return layer.self_attn if kind == "attn" else layer.mlp
+
     def slice_layer(self, layer: nn.Module, kind: Kind, positions: list[int]) -> None:
         if kind == "attn" and not positions:
             o_proj = layer.self_attn.o_proj

@@ -105,6 +105,7 @@ def reconstruct_checkpoints(
                 caught,
                 holdout=first and bool(held),
                 inputs=settings.reconstruct_inputs and variant.least_squares,
+                residual=settings.reconstruct_residual and variant.least_squares,
             )
 
         result = refit(True)

@@ -124,7 +124,7 @@ def _run_layer(
     out, handles = [], []
     current = [0]
     for module, tap in (taps or {}).items():
-        handles.append(module.register_forward_hook(lambda m, a, o, tap=tap: tap(a[0], o, current[0])))
+        handles.append(module.register_forward_hook(lambda m, a, o, tap=tap: tap(a[0] if a else None, o, current[0])))
     try:
         for index, (h, call) in enumerate(zip(hidden, calls, strict=True)):
             current[0] = index
@@ -209,6 +209,7 @@ def reconstruct(
     caught: tuple[list[Tensor], list[list[LayerInput]]] | None = None,
     holdout: bool = False,
     inputs: bool = False,
+    residual: bool = False,
 ) -> Result:
     """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
 
@@ -216,7 +217,9 @@ def reconstruct(
     may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`.
     `holdout`: a validating variant's final weights are solved without the held-back sequences
     (not re-solved on every sequence), so those stay unseen for an end-to-end check. `inputs`: the
-    blocks' input projections are re-fitted too (before their output projection)."""
+    blocks' input projections are re-fitted too (before their output projection). `residual`: each
+    output projection's target also carries the residual stream's drift (the dense stream entering
+    the block less the pruned one), so the refit cancels what earlier layers' cuts left, where it can."""
     hooks = hooks or Hooks()
     spec = adapter.spec
     layers = adapter.layers(model)
@@ -237,6 +240,11 @@ def reconstruct(
         }
         for t in in_targets.values():
             taps.update(t.taps())
+        dense_mid: list[Tensor] = []  # the dense residual stream between the attention and the MLP
+        if residual:
+            taps[adapter.residual_branch(layer, "attn")] = lambda x, y, b, mid=dense_mid, h=dense_h: mid.append(
+                h[b] + _output(y)
+            )
         dense_next = _run_layer(layer, dense_h, call, taps)
         work = copy.deepcopy(layer)
         for kind in PROJECTION:
@@ -262,6 +270,9 @@ def reconstruct(
                 damp,
                 hooks,
                 holdout,
+                ((dense_h, None) if kind == "attn" else (dense_mid, adapter.residual_branch(work, "attn")))
+                if residual
+                else None,
             )
             kept.kept(kind).append(keep)
         pruned_h = _run_layer(work, pruned_h, call)
@@ -379,8 +390,13 @@ def _refit_projection(
     damp: float,
     hooks: Hooks,
     holdout: bool = False,
+    residual: tuple[list[Tensor], nn.Module | None] | None = None,
 ) -> list[int]:
-    """Fit `work`'s projection of `kind` (sliced to `pool`), slice it to what stays, return that."""
+    """Fit `work`'s projection of `kind` (sliced to `pool`), slice it to what stays, return that.
+
+    `residual` (the dense residual stream entering the block per batch, and the pruned layer's
+    block whose output is added to the pruned hidden states before it, None for the first block):
+    the target is then the dense output plus the drift between the two streams."""
     what = f"layer {index} {PROJECTION[kind]}"
     size = adapter.output_unit_size(kind)
     dense = targets.module
@@ -391,13 +407,25 @@ def _refit_projection(
         acc = None
     else:
         acc = GramAccumulator(len(pool) * size)
+        before: dict[int, Tensor] = {}  # per batch, the pruned layer's earlier block's output
+
+        def wanted(b: int) -> Tensor:
+            if residual is None:
+                return targets.outputs[b]
+            dense_stream, branch = residual
+            stream = pruned_h[b] if branch is None else pruned_h[b] + before.pop(b)
+            return targets.outputs[b] + (dense_stream[b] - stream)
 
         def tap(x: Tensor, y: Tensor, b: int) -> None:
-            acc.add(x[call[b].tokens], targets.outputs[b][call[b].tokens])
+            y_b = wanted(b)
+            acc.add(x[call[b].tokens], y_b[call[b].tokens])
             if call[b].held.any():
-                val.add(x[call[b].held], targets.outputs[b][call[b].held])
+                val.add(x[call[b].held], y_b[call[b].held])
 
-        _run_layer(work, pruned_h, call, {module: tap})
+        taps: dict[nn.Module, Callable] = {module: tap}
+        if residual is not None and residual[1] is not None:
+            taps[residual[1]] = lambda x, y, b: before.__setitem__(b, _output(y))
+        _run_layer(work, pruned_h, call, taps)
         gram = acc.gram
         if acc.count < len(pool) * size:
             message = (
