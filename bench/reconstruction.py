@@ -35,6 +35,12 @@ def methods(args) -> list[tuple[str, str, str]]:
     return out
 
 
+def residual_share(extras: list[str]) -> float:
+    """`+residual` cancels all of the residual stream's drift, `+residual0.5` half of it."""
+    shares = [float(e.removeprefix("residual") or 1.0) for e in extras if e.startswith("residual")]
+    return shares[-1] if shares else 0.0
+
+
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default="gisp:fisher,wanda-sp", help="method[:importance], comma separated")
@@ -43,7 +49,8 @@ def main() -> None:
         default="bias,lstsq,lstsq-select",
         help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
         "the engine), plain NAME measures the refit alone; +inputs also refits q/k/v and gate/up "
-        "(reconstruct_inputs), +residual fits the residual stream's drift too (reconstruct_residual), e.g. "
+        "(reconstruct_inputs), +residual (+residualF: a share F) fits the residual stream's drift too "
+        "(reconstruct_residual), e.g. "
         "lstsq-select-anchored+guard+inputs",
     )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
@@ -160,7 +167,7 @@ def main() -> None:
                         "reconstruct": name,
                         "reconstruct_lambda": lam,
                         "reconstruct_inputs": "inputs" in extras,
-                        "reconstruct_residual": "residual" in extras,
+                        "reconstruct_residual": residual_share(extras),
                     }
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()

@@ -64,7 +64,7 @@ class Job(TypedDict):
     reconstruct_lambda: float
     reconstruct_samples: int
     reconstruct_inputs: bool
-    reconstruct_residual: bool
+    reconstruct_residual: float
     reconstruct_in_loop: bool
     tyr_levels: int
     tyr_step: float

@@ -149,11 +149,14 @@ class PruneSettings:
         "that, fed the pruned model's hidden states, they reproduce the dense block's; the lstsq variants "
         "only (none and bias ignore it); not inside the loop",
     )
-    reconstruct_residual: bool = _setting(
-        False,
-        "the refit's output projections also cancel the residual stream's drift: each is fitted to the dense "
-        "block's output plus the dense residual stream entering the block less the pruned one, so a layer "
-        "makes good what earlier layers' cuts left; the lstsq variants only",
+    reconstruct_residual: float = _setting(
+        0.0,
+        "share (0–1) of the residual stream's drift the refit's output projections also cancel: each is "
+        "fitted to the dense block's output plus that share of the dense residual stream entering the block "
+        "less the pruned one, so a layer makes good what earlier layers' cuts left (0: off); the lstsq "
+        "variants only",
+        ge=0.0,
+        le=1.0,
     )
     reconstruct_in_loop: bool = _setting(
         False,

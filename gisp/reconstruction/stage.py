@@ -105,7 +105,7 @@ def reconstruct_checkpoints(
                 caught,
                 holdout=first and bool(held),
                 inputs=settings.reconstruct_inputs and variant.least_squares,
-                residual=settings.reconstruct_residual and variant.least_squares,
+                residual=settings.reconstruct_residual if variant.least_squares else 0.0,
             )
 
         result = refit(True)

@@ -62,6 +62,17 @@ class Hooks:
 
 
 @dataclass
+class _Drift:
+    """What a block's refit needs to cancel the residual stream's drift: the dense stream entering
+    the block per batch; the pruned layer's earlier block (its output, added to the pruned hidden
+    states, gives the pruned stream; None for the first block); the share of the drift to cancel."""
+
+    dense: list[Tensor]
+    branch: nn.Module | None
+    share: float
+
+
+@dataclass
 class Result:
     structure: Structure  # what the checkpoint keeps (the given one unless the variant selects)
     tensors: dict[str, Tensor] = field(default_factory=dict)  # compact-model state-dict names
@@ -209,7 +220,7 @@ def reconstruct(
     caught: tuple[list[Tensor], list[list[LayerInput]]] | None = None,
     holdout: bool = False,
     inputs: bool = False,
-    residual: bool = False,
+    residual: float = 0.0,
 ) -> Result:
     """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
 
@@ -217,9 +228,10 @@ def reconstruct(
     may choose from in each layer; the others keep `structure`. `caught` reuses `catch_inputs`.
     `holdout`: a validating variant's final weights are solved without the held-back sequences
     (not re-solved on every sequence), so those stay unseen for an end-to-end check. `inputs`: the
-    blocks' input projections are re-fitted too (before their output projection). `residual`: each
-    output projection's target also carries the residual stream's drift (the dense stream entering
-    the block less the pruned one), so the refit cancels what earlier layers' cuts left, where it can."""
+    blocks' input projections are re-fitted too (before their output projection). `residual` (0–1): each
+    output projection's target also carries that share of the residual stream's drift (the dense
+    stream entering the block less the pruned one), so the refit cancels what earlier layers' cuts
+    left, where it can."""
     hooks = hooks or Hooks()
     spec = adapter.spec
     layers = adapter.layers(model)
@@ -270,7 +282,9 @@ def reconstruct(
                 damp,
                 hooks,
                 holdout,
-                ((dense_h, None) if kind == "attn" else (dense_mid, adapter.residual_branch(work, "attn")))
+                _Drift(dense_h, None, residual)
+                if kind == "attn"
+                else _Drift(dense_mid, adapter.residual_branch(work, "attn"), residual)
                 if residual
                 else None,
             )
@@ -390,13 +404,12 @@ def _refit_projection(
     damp: float,
     hooks: Hooks,
     holdout: bool = False,
-    residual: tuple[list[Tensor], nn.Module | None] | None = None,
+    residual: _Drift | None = None,
 ) -> list[int]:
     """Fit `work`'s projection of `kind` (sliced to `pool`), slice it to what stays, return that.
 
-    `residual` (the dense residual stream entering the block per batch, and the pruned layer's
-    block whose output is added to the pruned hidden states before it, None for the first block):
-    the target is then the dense output plus the drift between the two streams."""
+    `residual`: the target is then the dense output plus that share of the drift between the dense
+    and the pruned residual streams entering the block."""
     what = f"layer {index} {PROJECTION[kind]}"
     size = adapter.output_unit_size(kind)
     dense = targets.module
@@ -412,9 +425,8 @@ def _refit_projection(
         def wanted(b: int) -> Tensor:
             if residual is None:
                 return targets.outputs[b]
-            dense_stream, branch = residual
-            stream = pruned_h[b] if branch is None else pruned_h[b] + before.pop(b)
-            return targets.outputs[b] + (dense_stream[b] - stream)
+            stream = pruned_h[b] if residual.branch is None else pruned_h[b] + before.pop(b)
+            return targets.outputs[b] + residual.share * (residual.dense[b] - stream)
 
         def tap(x: Tensor, y: Tensor, b: int) -> None:
             y_b = wanted(b)
@@ -423,8 +435,8 @@ def _refit_projection(
                 val.add(x[call[b].held], y_b[call[b].held])
 
         taps: dict[nn.Module, Callable] = {module: tap}
-        if residual is not None and residual[1] is not None:
-            taps[residual[1]] = lambda x, y, b: before.__setitem__(b, _output(y))
+        if residual is not None and residual.branch is not None:
+            taps[residual.branch] = lambda x, y, b: before.__setitem__(b, _output(y))
         _run_layer(work, pruned_h, call, taps)
         gram = acc.gram
         if acc.count < len(pool) * size:

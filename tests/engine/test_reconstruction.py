@@ -393,7 +393,7 @@ def test_the_residual_refit_brings_the_residual_stream_closer_to_the_dense_one(f
     loaded = tiny_model(family)
     variant = get_reconstruction("lstsq")
     plain = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), variant, 1e-6)
-    residual = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), variant, 1e-6, residual=True)
+    residual = reconstruct(loaded.model, loaded.adapter, structure, batches(loaded), variant, 1e-6, residual=1.0)
     assert tensors_bytes(plain.tensors) != tensors_bytes(residual.tensors)
     before = _stream_errors(loaded, structure, plain.tensors)
     after = _stream_errors(loaded, structure, residual.tensors)
@@ -407,7 +407,7 @@ def test_the_stage_passes_reconstruct_residual_to_the_least_squares_refits_only(
     base = PruneSettings(targets=[0.4], steps=2, batch_size=8, reconstruct=variant)
     trajectory = prune(loaded, EXAMPLES, base, new_trajectory(loaded, base, "0" * 64), None, None, False)
     refits = []
-    for residual in (False, True):
+    for residual in (0.0, 1.0):
         settings = PruneSettings(**{**base.to_dict(), "reconstruct_residual": residual})
         copied = copy.deepcopy(trajectory)
         observer = Keep()

@@ -61,6 +61,8 @@ def fields(body: dict) -> set[str]:
         ({"reconstruct": "bias", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
         ({"method": "wanda-sp", "reconstruct_in_loop": True}, "reconstruct_in_loop"),
         ({"method": "tyr", "tyr_anchor": "sometimes"}, "tyr_anchor"),
+        ({"reconstruct_residual": 1.5}, "reconstruct_residual"),
+        ({"reconstruct_residual": -0.1}, "reconstruct_residual"),
     ],
 )
 def test_bad_job_is_rejected_with_the_field(service, text_dataset, change, field):
