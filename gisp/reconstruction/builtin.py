@@ -118,8 +118,10 @@ class AnchoredLeastSquaresSelect(LeastSquaresSelect):
 def select_units(stats: ProjectionStats, count: int) -> list[int]:
     """`count` of the candidates, chosen by greedy group OBS on the damped Gram matrix.
 
-    The inverse is computed once; each round's removal downdates it (the inverse of a principal
-    submatrix is a Schur complement of the inverse), so a round costs O(n²·removed), not O(n³)."""
+    The inverse and the re-solve are computed once; each round's removal downdates both (the
+    inverse of a principal submatrix is a Schur complement of the inverse, and the re-solve of what
+    stays is w_s − H⁻¹_sg (H⁻¹_gg)⁻¹ w_g, exactly), so a round costs O(n²·removed + n·removed·out),
+    not O(n³) or O(n²·out)."""
     alive = list(stats.candidates)
     remove = len(alive) - count
     if remove <= 0:
@@ -131,12 +133,11 @@ def select_units(stats: ProjectionStats, count: int) -> list[int]:
     n = stats.gram.shape[0]
     a = stats.gram + damp * scale * torch.eye(n, dtype=torch.float64, device=stats.gram.device)
     inverse = torch.cholesky_inverse(torch.linalg.cholesky(a))
-    cross = stats.cross
+    w = inverse @ stats.cross  # the current re-solve, [alive × size, out]
     for done in range(rounds):
         step = math.ceil((remove - (len(stats.candidates) - len(alive))) / (rounds - done))
         if step <= 0:
             break
-        w = inverse @ cross  # the current re-solve, [alive × size, out]
         groups = len(alive)
         blocks = inverse.view(groups, size, groups, size).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [g, s, s]
         wg = w.view(groups, size, -1)
@@ -148,7 +149,8 @@ def select_units(stats: ProjectionStats, count: int) -> list[int]:
         gone, stay = unit_slots(gone_groups, size, inverse.device), unit_slots(stay_groups, size, inverse.device)
         if len(stay):
             inv_ss, inv_sg, inv_gg = inverse[stay][:, stay], inverse[stay][:, gone], inverse[gone][:, gone]
-            inverse = inv_ss - inv_sg @ torch.linalg.solve(inv_gg, inv_sg.T)
-            cross = cross[stay]
+            solved = torch.linalg.solve(inv_gg, torch.cat([inv_sg.T, w[gone]], dim=1))
+            inverse = inv_ss - inv_sg @ solved[:, : len(stay)]
+            w = w[stay] - inv_sg @ solved[:, len(stay) :]
         alive = [alive[g] for g in stay_groups]
     return alive

@@ -84,3 +84,66 @@ def test_an_anchored_solve_goes_from_the_plain_refit_to_the_prior() -> None:
 def test_a_prior_of_the_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="prior"):
         ridge_solve(torch.eye(3, dtype=torch.float64), torch.ones(3, 2), 1e-2, prior=torch.zeros(2, 3))
+
+
+def _stats(units: int, size: int, out: int, keep: int, seed: int):
+    from gisp.reconstruction.base import ProjectionStats
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(400, units * size, generator=g, dtype=torch.float64)
+    x = x @ torch.randn(units * size, units * size, generator=g, dtype=torch.float64)  # correlated inputs
+    x[:, : size * 2] *= 0.01  # the first two units barely carry anything: they should go first
+    w = torch.randn(units * size, out, generator=g, dtype=torch.float64)
+    y = x @ w
+    return ProjectionStats(
+        what="layer 0 test",
+        unit_size=size,
+        candidates=list(range(units)),
+        keep=list(range(keep)),
+        dense_weight=w.T.float(),
+        dense_bias=None,
+        dense_mean=x.mean(0),
+        gram=x.T @ x,
+        cross=x.T @ y,
+        tokens=400,
+        damp=1e-2,
+    )
+
+
+def _select_by_full_resolves(stats, count: int) -> list[int]:
+    """The greedy removal written the slow way: every round inverts the kept Gram block afresh."""
+    import math
+
+    from gisp.reconstruction.builtin import ROUNDS
+    from gisp.slots import unit_slots
+
+    alive, size = list(stats.candidates), stats.unit_size
+    remove = len(alive) - count
+    rounds = max(1, min(ROUNDS, remove))
+    scale = float(torch.diagonal(stats.gram).mean())
+    a = stats.gram + stats.damp * scale * torch.eye(stats.gram.shape[0], dtype=torch.float64)
+    for done in range(rounds):
+        step = math.ceil((remove - (len(stats.candidates) - len(alive))) / (rounds - done))
+        if step <= 0:
+            break
+        cols = unit_slots(alive, size)
+        inverse = torch.linalg.inv(a[cols][:, cols])
+        w = inverse @ stats.cross[cols]
+        errors = []
+        for i in range(len(alive)):
+            block = inverse[i * size : (i + 1) * size, i * size : (i + 1) * size]
+            wg = w[i * size : (i + 1) * size]
+            errors.append(float((torch.linalg.solve(block, wg) * wg).sum()))
+        order = sorted(range(len(alive)), key=lambda i: (errors[i], alive[i]))
+        alive = sorted(alive[i] for i in order[step:])
+    return alive
+
+
+@pytest.mark.parametrize("units,size,keep", [(40, 1, 13), (12, 4, 5)])
+def test_greedy_selection_with_downdates_matches_full_re_solves(units: int, size: int, keep: int) -> None:
+    from gisp.reconstruction.builtin import select_units
+
+    stats = _stats(units, size, out=6, keep=keep, seed=units)
+    chosen = select_units(stats, keep)
+    assert chosen == _select_by_full_resolves(stats, keep)
+    assert len(chosen) == keep and 0 not in chosen and 1 not in chosen  # the near-silent units went
