@@ -33,16 +33,29 @@ NS = "next_sentence"  # accuracy key beside the perplexities
 # label -> settings over the shared ones
 CONFIGS: dict[str, dict] = {
     "gisp": dict(method="gisp", reconstruct="none"),
-    "gisp+lstsq": dict(method="gisp", reconstruct="lstsq", reconstruct_inputs=False),
-    "gisp+lstsq-select": dict(method="gisp", reconstruct="lstsq-select", reconstruct_inputs=False),
+    # every label below but +residual pins reconstruct_residual 0: what its committed results were measured with
+    "gisp+lstsq": dict(method="gisp", reconstruct="lstsq", reconstruct_inputs=False, reconstruct_residual=0.0),
+    "gisp+lstsq-select": dict(
+        method="gisp", reconstruct="lstsq-select", reconstruct_inputs=False, reconstruct_residual=0.0
+    ),
     # the reconstruction stage's default before the input refit became part of it (labels stay
     # what the committed results were measured with): lstsq-select-anchored + guard, o_proj/down_proj
-    "gisp+default": dict(method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=False),
+    "gisp+default": dict(
+        method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=False, reconstruct_residual=0.0
+    ),
     # ... and with q/k/v, gate/up refit too: the stage's default since 2026-12-03
-    "gisp+default+inputs": dict(method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=True),
-    "gisp+default kv>=1": dict(method="gisp", reconstruct_inputs=False, min_kv_groups=1),  # no layer emptied
-    "gisp+default+inputs kv>=1": dict(method="gisp", reconstruct_inputs=True, min_kv_groups=1),
-    "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq", reconstruct_inputs=False),
+    "gisp+default+inputs": dict(
+        method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=True, reconstruct_residual=0.0
+    ),
+    # ... and cancelling the residual stream's drift too (reconstruct_residual 1)
+    "gisp+default+inputs+residual": dict(
+        method="gisp", reconstruct="lstsq-select-anchored", reconstruct_inputs=True, reconstruct_residual=1.0
+    ),
+    "gisp+default kv>=1": dict(method="gisp", reconstruct_inputs=False, reconstruct_residual=0.0, min_kv_groups=1),
+    "gisp+default+inputs kv>=1": dict(
+        method="gisp", reconstruct_inputs=True, reconstruct_residual=0.0, min_kv_groups=1
+    ),
+    "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq", reconstruct_inputs=False, reconstruct_residual=0.0),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
     "tyr": dict(method="tyr", tyr_anchor=False),
     "tyr anchored": dict(method="tyr", tyr_anchor=True),

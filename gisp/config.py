@@ -150,11 +150,11 @@ class PruneSettings:
         "only (none and bias ignore it); not inside the loop",
     )
     reconstruct_residual: float = _setting(
-        0.0,
+        1.0,
         "share (0–1) of the residual stream's drift the refit's output projections also cancel: each is "
         "fitted to the dense block's output plus that share of the dense residual stream entering the block "
-        "less the pruned one, so a layer makes good what earlier layers' cuts left (0: off); the lstsq "
-        "variants only",
+        "less the pruned one, so a layer makes good what earlier layers' cuts left (0: off, the default until "
+        "2026-12-04); the lstsq variants only (none and bias ignore it); not inside the loop",
         ge=0.0,
         le=1.0,
     )

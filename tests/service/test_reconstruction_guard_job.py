@@ -5,8 +5,9 @@ metrics are theirs.
 The rejection is real, not injected: the old ridge-toward-zero `lstsq-select` on the service
 tests' 8 × 64 calibration tokens fits the held-in sequences and raises the loss on the held-back
 ones at 0.4 (docs/benchmarks.md §8, "The guard"); the anchored default passes the same check.
-The job turns the input-side refit off: with it (the default since 2026-12-03) the same
-`lstsq-select` refit passes the guard here, and the rejection this test needs does not happen.
+The job turns the input-side refit and the residual drift off: with them (the defaults since
+2026-12-03 and 2026-12-04) the same `lstsq-select` refit may pass the guard here, and the rejection
+this test needs would not happen.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ pytestmark = [pytest.mark.service, pytest.mark.embedded_only]
 
 
 def test_a_rejected_refit_is_recorded_on_the_checkpoint(service, text_dataset):
-    job = {**TINY, "dataset_id": text_dataset["id"], "reconstruct": "lstsq-select", "reconstruct_inputs": False}
+    job = {
+        **TINY,
+        "dataset_id": text_dataset["id"],
+        "reconstruct": "lstsq-select",
+        "reconstruct_inputs": False,
+        "reconstruct_residual": 0.0,
+    }
     response = submit(service, job)
     assert response.status_code == 201, response.text
     job = wait_finished(service, response.json()["id"], timeout=180)
