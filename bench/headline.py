@@ -16,6 +16,7 @@ SETS = ("tinystories", "wikitext2", "c4")
 # of the default since 2026-12-03 (the same with reconstruct_inputs: q/k/v, gate/up refit too)
 DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"
 WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"
+WITH_RESIDUAL = WITH_INPUTS + "+residual"  # the default since 2026-12-04: the residual stream's drift too
 
 
 def load(name: str) -> dict | None:
@@ -88,6 +89,9 @@ def main() -> None:
     if reconstruction:
         lines += reconstruction_lines(reconstruction)
         lines += reconstruction_lines(reconstruction, variant=WITH_INPUTS)
+    residual = load("reconstruction_v5_residual")
+    if residual:
+        lines += reconstruction_lines(residual, variant=WITH_RESIDUAL)
     for name in ("speed", "speed_1b"):
         speed = load(name)
         for r in speed["results"] if speed else []:

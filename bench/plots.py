@@ -30,6 +30,7 @@ STYLE = {
 # of the default since 2026-12-03 (the same with reconstruct_inputs: q/k/v, gate/up refit too)
 DEFAULT_RECONSTRUCTION = "lstsq-select-anchored+guard"
 WITH_INPUTS = DEFAULT_RECONSTRUCTION + "+inputs"
+WITH_RESIDUAL = WITH_INPUTS + "+residual"  # the default since 2026-12-04: the residual stream's drift too
 
 
 def reconstruction_style(label: str) -> dict:
@@ -87,7 +88,7 @@ def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = No
                 stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
             style = STYLE.get(label, dict(color=f"C{(index + 4) % 10}", ls="--" if " " in label else "-"))
             ax.errorbar(xs, means, yerr=stds, marker="o", ms=3.5, capsize=2, label=f"{label} (n={len(runs)})", **style)
-        for label, xs, means, stds, seeds in reconstruction_curves(reconstructed or [], name, DEFAULT_RECONSTRUCTION):
+        for label, xs, means, stds, seeds in reconstruction_curves(reconstructed or [], name, WITH_RESIDUAL):
             ax.errorbar(
                 xs,
                 means,
@@ -97,7 +98,7 @@ def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = No
                 capsize=2,
                 ls=":",
                 lw=2,
-                label=f"{label} + {DEFAULT_RECONSTRUCTION}† (n={seeds})",
+                label=f"{label} + {WITH_RESIDUAL}† (n={seeds})",
                 **reconstruction_style(label),
             )
     handles, names = _perplexity_axes(axes)
@@ -115,12 +116,18 @@ def perplexity_plot(data: dict, out: Path, reconstructed: list[dict] | None = No
 
 def reconstruction_plot(data: list[dict], out: Path) -> None:
     """bench/reconstruction.py: each method without reconstruction (solid), with the default one (dotted)
-    and with the input-side refit too (dashed, where the JSON has it), from the same pruning runs and
+    with the input-side refit too (dashed) and with the residual drift too (dash-dot, the default since
+    2026-12-04), where the JSONs have them, from the same pruning runs and
     evaluation windows."""
     fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 5.2), sharex=True)
     for ax, name in zip(axes, SETS, strict=True):
-        for variant, ls, marker in (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s"), (WITH_INPUTS, "--", "^")):
+        seen = set()  # the same rows may be in two files (v4 and v5 share their none and +inputs runs)
+        variants = (("none", "-", "o"), (DEFAULT_RECONSTRUCTION, ":", "s"), (WITH_INPUTS, "--", "^"))
+        for variant, ls, marker in (*variants, (WITH_RESIDUAL, "-.", "D")):
             for label, xs, means, stds, seeds in reconstruction_curves(data, name, variant):
+                if (label, variant) in seen:
+                    continue
+                seen.add((label, variant))
                 ax.errorbar(
                     xs,
                     means,
@@ -136,8 +143,8 @@ def reconstruction_plot(data: list[dict], out: Path) -> None:
     handles, names = _perplexity_axes(axes)
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=9)
     fig.suptitle(
-        "stories260K: without (solid), with the default reconstruction (dotted) and with the input refit too "
-        "(dashed); 0 = dense"
+        "stories260K: without (solid), with the o_proj/down_proj refit (dotted), with the input refit too "
+        "(dashed), and cancelling the residual stream's drift too, the default (dash-dot); 0 = dense"
     )
     fig.tight_layout(rect=(0, 0.05 + 0.03 * ((len(names) + 1) // 2), 1, 1))
     fig.savefig(out, dpi=110)
@@ -215,7 +222,7 @@ def main() -> None:
         "--reconstruction",
         type=Path,
         nargs="*",
-        default=[REPO / "bench" / "results" / f"{name}.json" for name in ("reconstruction_v4",)],
+        default=[REPO / "bench" / "results" / f"{n}.json" for n in ("reconstruction_v4", "reconstruction_v5_residual")],
         help="bench/reconstruction.py JSON whose default-reconstruction curves are drawn (missing files skipped)",
     )
     parser.add_argument("--tyr", type=Path, default=REPO / "bench" / "results" / "tyr.json", help="bench/tyr.py JSON")
