@@ -10,10 +10,13 @@ Any session used without an explicit `begin()` is a read session (`ReadUnlessBeg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransactionOrigin, sessionmaker
 
 READ_ONLY = "gisp_read_only"  # execution option of the read engine; the SQLite begin hook reads it
@@ -87,6 +90,36 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work that writes: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+T = TypeVar("T")
+log = logging.getLogger("gisp.db")
+WRITE_ATTEMPTS = 3
+
+
+def write_retrying(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """`work` in one write transaction, run again on a fresh connection when the database drops the
+    connection under it (a restart, `pg_terminate_backend`). Only a drop *before* the commit is
+    retried: nothing of that attempt was written, so running it again writes it once. A drop
+    during the commit itself is raised (the write may or may not have landed)."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        with factory() as session:
+            session.begin()
+            try:
+                result = work(session)
+                session.flush()
+            except DBAPIError as exc:
+                session.rollback()
+                if not exc.connection_invalidated or attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("the database dropped the connection (attempt %d); writing again: %s", attempt, exc.orig)
+                continue
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
+            return result
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict
 from typing import Literal
 
+from sqlalchemy.orm import Session
+
 from gisp.loading import DTYPES
 from gisp.methods.search import SearchProgress
 from gisp.pruner import PruneObserver, StepReport
@@ -21,7 +23,7 @@ from gisp_service.db.models import Checkpoint
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import write_transaction
+from gisp_service.db.session import write_retrying
 from gisp_service.worker.faults import maybe_die
 from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
@@ -85,17 +87,20 @@ class JobObserver(PruneObserver):
             self.stop_reason = "timed_out"
         if self.stop_reason is None and now >= self._next_poll:
             self._next_poll = now + STOP_POLL_SECONDS
-            with write_transaction(self.rt.sessions) as session:
+
+            def poll(session: Session) -> StopReason | None:
                 job = job_repo.get_any(session, self.job_id)
                 if job is None or job.lease != self.lease or job.status != "running":
-                    self.stop_reason = "lost"
-                elif job.cancel_requested:
-                    self.stop_reason = "cancelled"
+                    return "lost"
+                return "cancelled" if job.cancel_requested else None
+
+            self.stop_reason = write_retrying(self.rt.sessions, poll)
         return self.stop_reason is not None
 
     def on_checkpoint(self, record: CheckpointRecord) -> None:
         """Register the checkpoint (the engine has measured it already)."""
-        with write_transaction(self.rt.sessions) as session:
+
+        def register(session: Session) -> None:
             row, created = checkpoint_repo.upsert(
                 session, checkpoint_row(self.job_id, self.tenant_id, record, self.dtype)
             )
@@ -108,6 +113,8 @@ class JobObserver(PruneObserver):
                 )
                 webhook_events.checkpoint_created(session, self.rt.settings, row)
 
+        write_retrying(self.rt.sessions, register)
+
     def on_step(self, report: StepReport, trajectory: Trajectory) -> None:
         maybe_die(int(trajectory.settings.get("seed", -1)), report.step)  # tests' fault injection only
         started = time.perf_counter()
@@ -115,7 +122,8 @@ class JobObserver(PruneObserver):
         done = trajectory.completed_steps
         eta = trajectory.elapsed_seconds / max(done, 1) * (trajectory.total_steps - done)
         loss = report.loss if report.loss is not None and report.loss == report.loss else None
-        with write_transaction(self.rt.sessions) as session:
+
+        def record(session: Session) -> bool:
             owned = job_repo.heartbeat(
                 session,
                 self.job_id,
@@ -142,6 +150,9 @@ class JobObserver(PruneObserver):
                     duration=report.seconds,
                 )
                 event_repo.count_step_duration(session, report.seconds)
+            return owned
+
+        owned = write_retrying(self.rt.sessions, record)
         if not owned and self.stop_reason is None:
             self.stop_reason = "lost"
         log.debug("job %s step %d persisted in %.3fs", self.job_id, report.step, time.perf_counter() - started)
@@ -152,16 +163,20 @@ class JobObserver(PruneObserver):
         if progress.phase != "ladder" or progress.loaded < progress.done:  # tests' fault injection only
             p = progress
             maybe_die(self.seed, f"tyr:{p.target:g}:{p.round}:{p.phase}:{p.done}")
-        with write_transaction(self.rt.sessions) as session:
+
+        def record(session: Session) -> None:
             if job_repo.heartbeat(session, self.job_id, self.lease):
                 event_repo.append(session, self.job_id, "search", asdict(progress))
+
+        write_retrying(self.rt.sessions, record)
 
     def on_reconstruction_progress(self, record: CheckpointRecord, layers: int, total: int) -> None:
         """The reconstruction phase's progress: one event per layer, the fraction on the job."""
         targets = sorted(self.targets)
         done = targets.index(record.target) if record.target in targets else 0
         fraction = (done + layers / max(total, 1)) / max(len(targets), 1)
-        with write_transaction(self.rt.sessions) as session:
+
+        def progress(session: Session) -> bool:
             owned = job_repo.heartbeat(
                 session, self.job_id, self.lease, phase="reconstruction", phase_progress=fraction
             )
@@ -172,12 +187,16 @@ class JobObserver(PruneObserver):
                     "reconstruction",
                     {"target_sparsity": record.target, "layer": layers, "total_layers": total, "progress": fraction},
                 )
+            return owned
+
+        owned = write_retrying(self.rt.sessions, progress)
         if not owned and self.stop_reason is None:
             self.stop_reason = "lost"
 
     def on_warning(self, message: str) -> None:
-        with write_transaction(self.rt.sessions) as session:
-            event_repo.append(session, self.job_id, "warning", {"message": message})
+        write_retrying(
+            self.rt.sessions, lambda session: event_repo.append(session, self.job_id, "warning", {"message": message})
+        )
 
     def on_reconstructed(self, record: CheckpointRecord, tensors: bytes, trajectory: Trajectory) -> None:
         """Keep the refit tensors beside the trajectory: downloads rebuild the checkpoint from both."""
