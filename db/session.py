@@ -102,7 +102,9 @@ def write_retrying(factory: sessionmaker[Session], work: Callable[[Session], T])
     connection under it (a restart, `pg_terminate_backend`). Only a drop *before* the commit is
     retried: nothing of that attempt was written, so running it again writes it once. A drop
     during the commit itself is raised (the write may or may not have landed)."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         with factory() as session:
             session.begin()
             try:
@@ -119,7 +121,6 @@ def write_retrying(factory: sessionmaker[Session], work: Callable[[Session], T])
                 raise
             session.commit()
             return result
-    raise AssertionError("unreachable")
 
 
 @contextmanager

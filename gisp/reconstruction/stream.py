@@ -268,6 +268,10 @@ def reconstruct(
                 _refit_inputs(
                     work, kind, index, pool, in_targets[kind], pruned_h, call, variant, damp, adapter, holdout
                 )
+            drift = None  # with no share to cancel, no drift is computed for either block
+            if residual:
+                branch = None if kind == "attn" else adapter.residual_branch(work, "attn")
+                drift = _Drift(dense_h if kind == "attn" else dense_mid, branch, residual)
             keep = _refit_projection(
                 adapter,
                 work,
@@ -282,11 +286,7 @@ def reconstruct(
                 damp,
                 hooks,
                 holdout,
-                _Drift(dense_h, None, residual)
-                if kind == "attn"
-                else _Drift(dense_mid, adapter.residual_branch(work, "attn"), residual)
-                if residual
-                else None,
+                drift,
             )
             kept.kept(kind).append(keep)
         pruned_h = _run_layer(work, pruned_h, call)
