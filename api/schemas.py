@@ -17,5 +17,9 @@ class Page(BaseModel, Generic[Item]):
     has_more: bool = Field(description="whether a next page exists")
 
 
+SEQ_MAX = 2**31 - 1
+"""The largest event seq (PostgreSQL's 32-bit INTEGER column; a job writes far fewer events): an
+`after` beyond it is a 422 naming the parameter, not an overflow in SQL and a 500."""
+
 PageLimit = Annotated[int, Query(ge=1, le=100, description="items per page")]
 PageAfter = Annotated[str | None, Query(description="cursor: the last id of the previous page")]

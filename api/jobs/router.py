@@ -14,7 +14,7 @@ from gisp_service.api.jobs.schemas import EventOut, JobCreate, JobOut, JobStatus
 from gisp_service.api.jobs.stream import EVENT_STREAM
 from gisp_service.api.limits import SubmitRate
 from gisp_service.api.openapi import operation_id
-from gisp_service.api.schemas import Page, PageAfter, PageLimit
+from gisp_service.api.schemas import SEQ_MAX, Page, PageAfter, PageLimit
 from gisp_service.core.queue import enqueue
 from gisp_service.db.session import write_transaction
 
@@ -104,7 +104,7 @@ def job_events(
     job_id: str,
     ctx: AppContext,
     tenant: TenantId,
-    after: Annotated[int, Query(ge=0, description="return events with seq greater than this")] = 0,
+    after: Annotated[int, Query(ge=0, le=SEQ_MAX, description="return events with seq greater than this")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 100,
     last_event_id: Annotated[
         str | None,

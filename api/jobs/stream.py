@@ -15,6 +15,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from gisp_service.api.errors import ApiProblem
 from gisp_service.api.jobs.schemas import EventOut
+from gisp_service.api.schemas import SEQ_MAX
 from gisp_service.core.runtime import Runtime
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
@@ -31,8 +32,9 @@ def resume_point(after: int, last_event_id: str | None) -> int:
     """Where to start: after the `after` query or the Last-Event-ID header, whichever is later."""
     if last_event_id is None or not last_event_id.strip():
         return after
-    if not last_event_id.strip().isdigit():
-        raise ApiProblem(422, "Last-Event-ID must be the seq of an event (an integer)", "Last-Event-ID")
+    if not last_event_id.strip().isdigit() or int(last_event_id) > SEQ_MAX:
+        detail = f"Last-Event-ID must be the seq of an event (an integer up to {SEQ_MAX})"
+        raise ApiProblem(422, detail, "Last-Event-ID")
     return max(after, int(last_event_id))
 
 

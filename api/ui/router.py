@@ -21,6 +21,7 @@ from gisp_service.api.errors import ApiProblem
 from gisp_service.api.jobs import service as job_service
 from gisp_service.api.jobs import stream
 from gisp_service.api.jobs.schemas import JobCreate
+from gisp_service.api.schemas import SEQ_MAX
 from gisp_service.api.ui import auth, views
 from gisp_service.api.ui.auth import UiSession, ui_session
 from gisp_service.core.queue import enqueue
@@ -207,7 +208,7 @@ def job_state(job_id: str, session: Signed, ctx: Ctx) -> JSONResponse:
 
 @router.get("/jobs/{job_id}/events")
 def job_events(
-    request: Request, job_id: str, session: Signed, ctx: Ctx, after: Annotated[int, Query(ge=0)] = 0
+    request: Request, job_id: str, session: Signed, ctx: Ctx, after: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0
 ) -> Response:
     """The job's Server-Sent Events for the page (the cookie signs it in; EventSource sends
     Last-Event-ID on its reconnects)."""

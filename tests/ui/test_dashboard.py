@@ -139,6 +139,10 @@ def test_the_dashboard_end_to_end(server: LiveServer, browser, tmp_path: Path) -
     page.get_by_label("Max params").fill("10")
     page.get_by_role("button", name="Select by budget").click()
     page.wait_for_selector("text=no checkpoint fits")
+    page.get_by_label("Max params").fill("9" * 30)  # beyond 64 bits: every checkpoint fits
+    page.get_by_role("button", name="Select by budget").click()
+    least_pruned = min(checkpoints, key=lambda c: c["target_sparsity"])["id"]
+    page.wait_for_selector(f"#checkpoint-table tr.selected[data-checkpoint='{least_pruned}']")
     page.get_by_label("Max params").fill(str(budget))
     page.get_by_role("button", name="Select by budget").click()
     page.wait_for_selector("#checkpoint-table tr.selected")
