@@ -60,6 +60,10 @@ CONFIGS: dict[str, dict] = {
     "tyr": dict(method="tyr", tyr_anchor=False),
     "tyr anchored": dict(method="tyr", tyr_anchor=True),
     "tyr hybrid": dict(method="tyr", tyr_start="gisp"),
+    # tyr's structures refit by the reconstruction stage (its default: select inside a layer, anchored,
+    # inputs, the residual drift), or by its anchored refit of tyr's own units (no select)
+    "tyr+stage": dict(method="tyr", tyr_refit="stage"),
+    "tyr+stage-anchored": dict(method="tyr", tyr_refit="stage", reconstruct="lstsq-anchored"),
 }
 
 
@@ -102,7 +106,7 @@ def child(spec: dict) -> None:
         "peak_rss_mib": rss,
         "dense": trajectory.dense_metrics,
         "nested": trajectory.nested,
-        "reconstruct": settings.reconstruct if settings.method != "tyr" else "tyr",
+        "reconstruct": settings.reconstruct if settings.method != "tyr" or settings.tyr_refit == "stage" else "tyr",
         "targets": {
             str(r.target): {
                 "sparsity": r.sparsity,

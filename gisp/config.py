@@ -189,6 +189,13 @@ class PruneSettings:
         "tyr: the local re-solve's ridge pulls toward the dense weight's kept columns, not zero (a large "
         "tyr_damp then keeps the weights as cut)",
     )
+    tyr_refit: str = _setting(
+        "ladder",
+        "tyr: each checkpoint's weights: ladder (the local re-solve of o_proj/down_proj the search scored) or "
+        "stage (the reconstruction stage's refit of the structure the search chose, from the dense weights, "
+        "as every ranking method gets it: `reconstruct` and its settings decide it)",
+        choices=lambda: ["ladder", "stage"],
+    )
     tyr_start: str = _setting(
         "uniform",
         "tyr: the first ladders' centre: uniform, or gisp's one-shot allocation",

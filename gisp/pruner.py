@@ -143,7 +143,17 @@ def prune(
     batches = checked(batches, observer.should_stop, "a step's scoring")  # type: ignore[assignment]
     if method.searches:
         return _search_targets(
-            loaded, method, objective, batches, settings, trajectory, observer, measure, tensors_dir, state_dir
+            loaded,
+            method,
+            objective,
+            batches,
+            settings,
+            trajectory,
+            observer,
+            measure,
+            tensors_dir,
+            state_dir,
+            register,
         )
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
@@ -231,13 +241,16 @@ def _search_targets(
     measure: Measure | None,
     tensors_dir: str | Path | None,
     state_dir: str | Path | None = None,
+    register: bool = True,
 ) -> Trajectory:
-    """A search-based method: target by target (ascending), each searched from the dense model;
-    a completed target is a completed step, so a resumed run continues with the next target. Its
-    re-solved weights are stored like the reconstruction stage's refit tensors (under `tensors_dir`
-    when given, and to the observer's `on_reconstructed`), then the trajectory is persisted
-    (`on_step`), then the checkpoint is announced, then the method's state kept to resume the
-    target (under `state_dir`) is dropped."""
+    """A search-based method: target by target (ascending), each searched from the dense model
+    (left dense); a completed target is a completed step, so a resumed run continues with the next
+    target. Its re-solved weights are stored like the reconstruction stage's refit tensors (under
+    `tensors_dir` when given, and to the observer's `on_reconstructed`), then the trajectory is
+    persisted (`on_step`), then the checkpoint is announced, then the method's state kept to resume
+    the target (under `state_dir`) is dropped. With `register` False the reconstruction stage
+    refits the chosen structures instead: each is measured as cut, its weights are not kept, and
+    the stage announces it."""
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
     device = next(model.parameters()).device
     ctx = SearchContext(
@@ -264,7 +277,8 @@ def _search_targets(
         kept = outcome.structure
         record = CheckpointRecord.of(kept, spec, target, step, outcome.loss)
         if measure is not None:
-            with torch.no_grad(), outcome.applied():
+            masks = structure_masks(adapter, Structure.full(spec), kept)
+            with torch.no_grad(), outcome.applied() if register else unit_masks(model, adapter, masks):
                 record.metrics = measure(model)
         seconds = time.perf_counter() - started
         trajectory.checkpoints.append(record)
@@ -273,15 +287,17 @@ def _search_targets(
         trajectory.elapsed_seconds += seconds
         full = Structure.full(spec)
         removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
-        data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors
-        record.reconstruction, record.reconstruction_sha256 = method.name, hashlib.sha256(data).hexdigest()
-        if tensors_dir is not None:
-            write_atomic(reconstruction_file(tensors_dir, record), data)
-        observer.on_reconstructed(record, data, trajectory)
+        if register:
+            data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors
+            record.reconstruction, record.reconstruction_sha256 = method.name, hashlib.sha256(data).hexdigest()
+            if tensors_dir is not None:
+                write_atomic(reconstruction_file(tensors_dir, record), data)
+            observer.on_reconstructed(record, data, trajectory)
         observer.on_step(
             StepReport(step, trajectory.total_steps, record.sparsity, outcome.loss, seconds, removed), trajectory
         )
-        observer.on_checkpoint(record)
+        if register:
+            observer.on_checkpoint(record)
         if outcome.committed is not None:
             outcome.committed()
     return trajectory

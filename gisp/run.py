@@ -116,8 +116,9 @@ def run(
     if measure is not None and trajectory.completed_steps == 0 and not trajectory.dense_metrics:
         check_stop(should_stop, "the dense model's measurement")
         trajectory.dense_metrics = measure(prepared.loaded.model)  # the point every checkpoint is compared to
-    # a search-based method re-solves its own weights while it searches: no refit after it
-    refit = needs_reconstruction(settings) and not get_method(settings.method).searches
+    # a search-based method re-solves its own weights while it searches (unless tyr_refit is stage)
+    refit = needs_reconstruction(settings)
+    searches = get_method(settings.method).searches  # it leaves the model dense
     if not (refit and trajectory.finished):  # a finished run resumed for its refit: the model stays dense
         step_refit = None
         if settings.reconstruct_in_loop:  # the dense model the refit fits to, beside the one being cut
@@ -137,7 +138,7 @@ def run(
             state_dir=state_dir,
             step_refit=step_refit,
         )
-        if refit:  # the model was cut in place; the refit starts again from the dense weights
+        if refit and not searches:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded
             prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)
             del loaded

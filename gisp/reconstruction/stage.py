@@ -20,6 +20,7 @@ import torch
 from gisp.config import PruneSettings
 from gisp.data import Example
 from gisp.loading import LoadedModel
+from gisp.methods import get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver
@@ -33,6 +34,10 @@ log = logging.getLogger("gisp.reconstruction.guard")
 
 
 def needs_reconstruction(settings: PruneSettings) -> bool:
+    """Whether the stage refits the checkpoints after the pruning: a refitting `reconstruct`, and
+    for a search-based method (tyr) only with `tyr_refit` stage (else its own re-solve stands)."""
+    if get_method(settings.method).searches and settings.tyr_refit != "stage":
+        return False
     return get_reconstruction(settings.reconstruct).refits
 
 
@@ -82,9 +87,11 @@ def reconstruct_checkpoints(
     caught = catch_inputs(model, adapter, batches)
     passes = 2 if held else 1  # guarded: the checked fit, then the kept one on every sequence
     layers = len(adapter.layers(model))
+    nested = not get_method(settings.method).searches
     for record in pending:
         done = [r for r in records if r.reconstruction is not None and r.target < record.target]
-        parent = done[-1].structure if done and variant.selects else None
+        # a selecting refit keeps a nested family nested; a search's checkpoints are not nested
+        parent = done[-1].structure if done and variant.selects and nested else None
 
         def refit(first: bool, record=record, parent=parent) -> Result:
             before = 0 if first else passes - 1  # passes done: the progress runs 0 → 1 over all of them
