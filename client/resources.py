@@ -78,6 +78,7 @@ class Job(TypedDict):
     tyr_update_rounds: int
     tyr_damp: float
     tyr_anchor: bool
+    tyr_refit: str
     tyr_start: str
     progress: Progress
     error: JobError | None

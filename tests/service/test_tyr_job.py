@@ -74,6 +74,39 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
 
 
+def test_tyr_job_with_the_stage_refit_registers_the_stages_weights(service, text_dataset, tmp_path):
+    """`tyr_refit: stage`: the search's structures, then the reconstruction phase (its events),
+    and the checkpoints carry the stage's refit, measured before and after; the download computes
+    what the trajectory and the stored tensors rebuild."""
+    body = {**TYR, "targets": [0.3, 0.5], "tyr_refit": "stage", "dataset_id": text_dataset["id"]}
+    job = wait_finished(service, submit(service, body).json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["tyr_refit"] == "stage" and job["reconstruct"] == "lstsq-select-anchored"
+    events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=500", headers=service.headers()).json()["data"]
+    assert any(e["type"] == "search" for e in events) and any(e["type"] == "reconstruction" for e in events)
+    checkpoints = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()["data"]
+    assert [c["target_sparsity"] for c in checkpoints] == [0.3, 0.5]
+    for checkpoint in checkpoints:
+        assert checkpoint["reconstruction"] == "lstsq-select-anchored" or checkpoint["reconstruction_rejected"]
+        assert checkpoint["unreconstructed_metrics"]["perplexity"] > 0
+    trajectory = Trajectory.load(service.rt.store.trajectory_path(job["id"]))
+    kept = [r for r in trajectory.checkpoints if r.reconstruction is not None]
+    assert kept, "the guard rejected every refit: nothing of the stage to check"
+    record = kept[-1]
+    chosen = next(c for c in checkpoints if c["target_sparsity"] == record.target)
+    response = service.client.get(f"/v1/checkpoints/{chosen['id']}/download", headers=service.headers())
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
+        tar.extractall(tmp_path / "ckpt", filter="data")
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
+    trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
+    tensors = service.rt.store.reconstruction_path(job["id"], record.name)
+    reference = materialize(trajectory, record.target, tensors=tensors).model.eval()
+    ids = torch.randint(0, 512, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
+
+
 def test_tyr_worker_killed_in_the_ladders_resumes_them(service, text_dataset):
     """The worker dies (os._exit, as SIGKILL or the OOM killer would) right after building the
     second ladder layer of the first target; the reconciler re-queues the job, the next worker
