@@ -56,6 +56,10 @@ CONFIGS: dict[str, dict] = {
         method="gisp", reconstruct_inputs=True, reconstruct_residual=0.0, min_kv_groups=1
     ),
     "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq", reconstruct_inputs=False, reconstruct_residual=0.0),
+    # the stage's current default (inputs, residual 1), and with its local target (reconstruct_target)
+    "wanda-sp+default": dict(method="wanda-sp"),
+    "gisp+default+local": dict(method="gisp", reconstruct_target="local"),
+    "wanda-sp+default+local": dict(method="wanda-sp", reconstruct_target="local"),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
     "tyr": dict(method="tyr", tyr_anchor=False),
     "tyr anchored": dict(method="tyr", tyr_anchor=True),

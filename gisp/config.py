@@ -158,6 +158,14 @@ class PruneSettings:
         ge=0.0,
         le=1.0,
     )
+    reconstruct_target: str = _setting(
+        "dense",
+        "what the refit's output projections reproduce: dense (the dense model's output, so a layer also makes "
+        "good what earlier cuts left; with reconstruct_inputs and reconstruct_residual) or local (the dense "
+        "projection on the pruned model's own inputs: only the layer's own cut is made good, as SparseGPT and "
+        "T'yr fit; reconstruct_inputs and reconstruct_residual then do not apply); the lstsq variants only",
+        choices=lambda: ["dense", "local"],
+    )
     reconstruct_in_loop: bool = _setting(
         False,
         "also refit after every pruning step (the plain lstsq or lstsq-anchored refit of the step's units), so "

@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 import gisp
 from gisp.config import PruneSettings
 from gisp.trajectory import Trajectory
@@ -23,11 +25,11 @@ from gisp_service.core import model_refs
 from gisp_service.core.logging import bind_log_context
 from gisp_service.core.queue import enqueue
 from gisp_service.core.runtime import Runtime
-from gisp_service.db.models import utcnow
+from gisp_service.db.models import Job, utcnow
 from gisp_service.db.repos import checkpoints as checkpoint_repo
 from gisp_service.db.repos import events as event_repo
 from gisp_service.db.repos import jobs as job_repo
-from gisp_service.db.session import write_transaction
+from gisp_service.db.session import write_retrying, write_transaction
 from gisp_service.worker.observer import JobObserver
 from gisp_service.worker.process import SHUTDOWN_REQUESTED
 
@@ -82,6 +84,70 @@ def _deadline(rt: Runtime, started_at: datetime | None) -> float | None:
     return time.monotonic() + limit - ran
 
 
+def _claim(
+    session: Session, job_id: str, worker_id: str, lease: str, stale_before: datetime, trajectory_file: Path
+) -> Job | None:
+    """Claim the job for this worker (None: not ours to run), and log its start and every step a
+    killed worker left without its event; one transaction, so written again whole if it drops."""
+    if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
+        job = job_repo.get_any(session, job_id)
+        log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
+        return None
+    job = job_repo.get_any(session, job_id)
+    assert job is not None
+    resume_step = 0
+    if trajectory_file.is_file():
+        resume_step = int(json.loads(trajectory_file.read_text()).get("completed_steps", 0))
+    event_repo.append(
+        session,
+        job_id,
+        "started",
+        {"worker_id": worker_id, "attempt": job.attempts, "resumed_from_step": resume_step},
+    )
+    # a worker killed between writing a step's trajectory and its progress row left that step
+    # without its event: record it now (from the trajectory), so the log has every step once
+    for step in range(job.step + 1, resume_step + 1):
+        event_repo.append(
+            session,
+            job_id,
+            "step",
+            {
+                "step": step,
+                "total_steps": job.total_steps,
+                "sparsity": None,
+                "loss": None,
+                "seconds": None,
+                "recovered": True,
+            },
+        )
+    if resume_step > job.step:
+        job_repo.heartbeat(session, job_id, lease, step=resume_step)
+    return job
+
+
+def _finish(
+    session: Session, rt: Runtime, job_id: str, lease: str, outcome: str, code: str, message: str, seconds: float
+) -> bool:
+    """Record the job's outcome and its last event (and the webhook's), if the lease is still ours."""
+    count = checkpoint_repo.count_for_job(session, job_id)
+    if outcome == "failed":
+        done = job_repo.finish(session, job_id, lease, "failed", code, message)
+        if done:
+            event_repo.append(session, job_id, "error", {"code": code, "message": message})
+    else:
+        done = job_repo.finish(session, job_id, lease, outcome)
+        if done:
+            event_repo.append(
+                session,
+                job_id,
+                "finished" if outcome == "succeeded" else "cancelled",
+                {"seconds": seconds, "checkpoint_count": count},
+            )
+    if done:
+        webhook_events.job_finished(session, rt.settings, job_id)
+    return done
+
+
 def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     """Run (or resume) `job_id` on this process's runtime; returns the outcome (`skipped` when
     there was nothing to do)."""
@@ -91,41 +157,12 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
     lease = uuid.uuid4().hex
     stale_before = utcnow() - timedelta(seconds=rt.settings.heartbeat_timeout)
     trajectory_file = rt.store.trajectory_path(job_id)
-    with write_transaction(rt.sessions) as session:
-        if not job_repo.claim(session, job_id, worker_id, lease, stale_before):
-            job = job_repo.get_any(session, job_id)
-            log.info("job %s not claimed (status %s)", job_id, job.status if job else "missing")
-            return "skipped"
-        job = job_repo.get_any(session, job_id)
-        assert job is not None
-        bind_log_context(tenant_id=job.tenant_id)
-        resume_step = 0
-        if trajectory_file.is_file():
-            resume_step = int(json.loads(trajectory_file.read_text()).get("completed_steps", 0))
-        event_repo.append(
-            session,
-            job_id,
-            "started",
-            {"worker_id": worker_id, "attempt": job.attempts, "resumed_from_step": resume_step},
-        )
-        # a worker killed between writing a step's trajectory and its progress row left that step
-        # without its event: record it now (from the trajectory), so the log has every step once
-        for step in range(job.step + 1, resume_step + 1):
-            event_repo.append(
-                session,
-                job_id,
-                "step",
-                {
-                    "step": step,
-                    "total_steps": job.total_steps,
-                    "sparsity": None,
-                    "loss": None,
-                    "seconds": None,
-                    "recovered": True,
-                },
-            )
-        if resume_step > job.step:
-            job_repo.heartbeat(session, job_id, lease, step=resume_step)
+    job = write_retrying(
+        rt.sessions, lambda session: _claim(session, job_id, worker_id, lease, stale_before, trajectory_file)
+    )
+    if job is None:
+        return "skipped"
+    bind_log_context(tenant_id=job.tenant_id)
     heartbeat = Heartbeat(rt, job_id, lease)
     heartbeat.start()
     started = time.perf_counter()
@@ -184,23 +221,9 @@ def run_job(job_id: str, worker_id: str, rt: Runtime) -> str:
             enqueue(rt.celery, rt.settings, job_id)
         log.warning("job %s interrupted by shutdown after %.2fs; re-queued to resume", job_id, seconds)
         return outcome
-    with write_transaction(rt.sessions) as session:
-        count = checkpoint_repo.count_for_job(session, job_id)
-        if outcome == "failed":
-            done = job_repo.finish(session, job_id, lease, "failed", code, message)
-            if done:
-                event_repo.append(session, job_id, "error", {"code": code, "message": message})
-        else:
-            done = job_repo.finish(session, job_id, lease, outcome)
-            if done:
-                event_repo.append(
-                    session,
-                    job_id,
-                    "finished" if outcome == "succeeded" else "cancelled",
-                    {"seconds": seconds, "checkpoint_count": count},
-                )
-        if done:
-            webhook_events.job_finished(session, rt.settings, job_id)
+    done = write_retrying(
+        rt.sessions, lambda session: _finish(session, rt, job_id, lease, outcome, code, message, seconds)
+    )
     if done:  # a finished job is never resumed: what was kept to resume it only costs disk
         gisp.discard_resume_state(rt.store.job_dir(job_id))
     log.info("job %s %s in %.2fs", job_id, outcome, seconds)

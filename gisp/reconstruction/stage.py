@@ -113,6 +113,7 @@ def reconstruct_checkpoints(
                 holdout=first and bool(held),
                 inputs=settings.reconstruct_inputs and variant.least_squares,
                 residual=settings.reconstruct_residual if variant.least_squares else 0.0,
+                local=settings.reconstruct_target == "local" and variant.least_squares,
             )
 
         result = refit(True)

@@ -221,6 +221,7 @@ def reconstruct(
     holdout: bool = False,
     inputs: bool = False,
     residual: float = 0.0,
+    local: bool = False,
 ) -> Result:
     """The checkpoint `structure` of the dense `model`, its output projections re-fitted.
 
@@ -231,7 +232,12 @@ def reconstruct(
     blocks' input projections are re-fitted too (before their output projection). `residual` (0–1): each
     output projection's target also carries that share of the residual stream's drift (the dense
     stream entering the block less the pruned one), so the refit cancels what earlier layers' cuts
-    left, where it can."""
+    left, where it can. `local`: each output projection is fitted instead to what the uncut dense
+    projection computes on the pruned model's own inputs (the dense layer fed the pruned stream; for
+    the MLP, after the refit attention): only the layer's own cut is made good, as SparseGPT and
+    T'yr fit; `inputs` and `residual` then have nothing to fit and are ignored."""
+    if local:
+        inputs, residual = False, 0.0
     hooks = hooks or Hooks()
     spec = adapter.spec
     layers = adapter.layers(model)
@@ -268,6 +274,8 @@ def reconstruct(
                 _refit_inputs(
                     work, kind, index, pool, in_targets[kind], pruned_h, call, variant, damp, adapter, holdout
                 )
+            if local:
+                targets[kind] = _local_targets(adapter, layer, work, kind, pruned_h, call)
             drift = None  # with no share to cancel, no drift is computed for either block
             if residual:
                 branch = None if kind == "attn" else adapter.residual_branch(work, "attn")
@@ -300,6 +308,30 @@ def reconstruct(
         del work
         hooks.progress(index + 1, len(layers))
     return Result(kept, tensors)
+
+
+def _local_targets(
+    adapter: ArchitectureAdapter,
+    layer: nn.Module,
+    work: nn.Module,
+    kind: Kind,
+    pruned_h: list[Tensor],
+    call: list[LayerInput],
+) -> _DenseTargets:
+    """The dense projection's outputs on the pruned model's stream: the dense `layer` fed the pruned
+    hidden states; for the MLP, with `work`'s (already refit) attention in place of the dense one, so
+    the MLP sees the stream the pruned model gives it."""
+    source = layer
+    if kind == "mlp":
+        dense_attn = adapter.residual_branch(layer, "attn")
+        name = next(n for n, m in layer.named_children() if m is dense_attn)
+        source = copy.copy(layer)  # shares every weight; its own table of children, so `layer` is untouched
+        source._modules = dict(layer._modules)
+        source._modules[name] = adapter.residual_branch(work, "attn")
+    module = _projection(adapter, layer, kind)
+    local = _DenseTargets(module)  # type: ignore[arg-type]
+    _run_layer(source, pruned_h, call, {module: lambda x, y, b: local.tap(x, y, b, call[b].tokens)})
+    return local
 
 
 def _refit_inputs(
