@@ -65,6 +65,7 @@ class Job(TypedDict):
     reconstruct_samples: int
     reconstruct_inputs: bool
     reconstruct_residual: float
+    reconstruct_target: str
     reconstruct_in_loop: bool
     tyr_levels: int
     tyr_step: float
