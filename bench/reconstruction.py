@@ -50,7 +50,8 @@ def main() -> None:
         help="reconstructions, comma separated; NAME+guard runs the stage's end-to-end guard (the default in "
         "the engine), plain NAME measures the refit alone; +inputs also refits q/k/v and gate/up "
         "(reconstruct_inputs), +residual (+residualF: a share F) fits the residual stream's drift too "
-        "(reconstruct_residual), e.g. "
+        "(reconstruct_residual), +local fits the dense projection on the pruned inputs instead "
+        "(reconstruct_target local), e.g. "
         "lstsq-select-anchored+guard+inputs",
     )
     parser.add_argument("--lambdas", default="0.01", help="ridge terms to try (each variant that solves)")
@@ -168,6 +169,7 @@ def main() -> None:
                         "reconstruct_lambda": lam,
                         "reconstruct_inputs": "inputs" in extras,
                         "reconstruct_residual": residual_share(extras),
+                        "reconstruct_target": "local" if "local" in extras else "dense",
                     }
                     chosen = gisp.PruneSettings.from_dict(copied.settings)
                     started = time.perf_counter()
