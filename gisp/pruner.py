@@ -276,16 +276,17 @@ def _search_targets(
         outcome = method.search_target(ctx, target)
         kept = outcome.structure
         record = CheckpointRecord.of(kept, spec, target, step, outcome.loss)
+        full = Structure.full(spec)
         if measure is not None:
-            masks = structure_masks(adapter, Structure.full(spec), kept)
-            with torch.no_grad(), outcome.applied() if register else unit_masks(model, adapter, masks):
+            # its own weights in place, or (the stage refits it later) the structure as cut
+            view = outcome.applied() if register else unit_masks(model, adapter, structure_masks(adapter, full, kept))
+            with torch.no_grad(), view:
                 record.metrics = measure(model)
         seconds = time.perf_counter() - started
         trajectory.checkpoints.append(record)
         trajectory.completed_steps = step
         trajectory.structure = kept
         trajectory.elapsed_seconds += seconds
-        full = Structure.full(spec)
         removed = sum(len(a) - len(b) for k in KINDS for a, b in zip(full.kept(k), kept.kept(k), strict=True))
         if register:
             data = tensors_bytes(outcome.weights)  # stored like a reconstruction stage's refit tensors

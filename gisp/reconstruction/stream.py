@@ -252,7 +252,10 @@ def reconstruct(
             raise PruningStopped(f"stopped during reconstruction, before layer {index}")
         call = calls[index]
         targets = {kind: _DenseTargets(_projection(adapter, layer, kind)) for kind in PROJECTION}
-        taps = {t.module: (lambda x, y, b, t=t, call=call: t.tap(x, y, b, call[b].tokens)) for t in targets.values()}
+        taps = {  # a local target is taken on the pruned stream below: no dense outputs to keep
+            t.module: (lambda x, y, b, t=t, call=call: t.tap(x, y, b, call[b].tokens))
+            for t in ([] if local else targets.values())
+        }
         in_targets = {
             kind: _DenseInputTargets(input_projections(adapter, layer, kind) if inputs else []) for kind in PROJECTION
         }

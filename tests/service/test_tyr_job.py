@@ -59,16 +59,20 @@ def test_tyr_job_reports_its_search_and_registers_each_target(service, text_data
     assert len(first["data"]) == 1 and first["has_more"] and first["nested"] is False  # the family's, not the page's
     # the download carries the re-solved weights: it computes what the trajectory and tensors rebuild
     checkpoint = checkpoints[1]
-    response = service.client.get(f"/v1/checkpoints/{checkpoint['id']}/download", headers=service.headers())
+    assert trajectory.checkpoint(0.5).reconstruction == "tyr"
+    assert_download_computes(service, job["id"], checkpoint["id"], trajectory, 0.5, tmp_path)
+
+
+def assert_download_computes(service, job_id: str, checkpoint_id: str, trajectory, target: float, tmp_path) -> None:
+    """The downloaded folder's logits equal what the trajectory and the stored tensors rebuild."""
+    response = service.client.get(f"/v1/checkpoints/{checkpoint_id}/download", headers=service.headers())
     assert response.status_code == 200, response.text
     with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
         tar.extractall(tmp_path / "ckpt", filter="data")
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
     trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
-    record = trajectory.checkpoint(0.5)
-    assert record.reconstruction == "tyr"
-    tensors = service.rt.store.reconstruction_path(job["id"], record.name)
-    reference = materialize(trajectory, 0.5, tensors=tensors).model.eval()
+    tensors = service.rt.store.reconstruction_path(job_id, trajectory.checkpoint(target).name)
+    reference = materialize(trajectory, target, tensors=tensors).model.eval()
     ids = torch.randint(0, 512, (2, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
@@ -94,17 +98,7 @@ def test_tyr_job_with_the_stage_refit_registers_the_stages_weights(service, text
     assert kept, "the guard rejected every refit: nothing of the stage to check"
     record = kept[-1]
     chosen = next(c for c in checkpoints if c["target_sparsity"] == record.target)
-    response = service.client.get(f"/v1/checkpoints/{chosen['id']}/download", headers=service.headers())
-    assert response.status_code == 200, response.text
-    with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
-        tar.extractall(tmp_path / "ckpt", filter="data")
-    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"), trust_remote_code=True).eval()
-    trajectory.base_model = str(MODEL_ROOT / trajectory.base_model.rsplit("/", 1)[-1])
-    tensors = service.rt.store.reconstruction_path(job["id"], record.name)
-    reference = materialize(trajectory, record.target, tensors=tensors).model.eval()
-    ids = torch.randint(0, 512, (2, 32), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-4)
+    assert_download_computes(service, job["id"], chosen["id"], trajectory, record.target, tmp_path)
 
 
 def test_tyr_worker_killed_in_the_ladders_resumes_them(service, text_dataset):
