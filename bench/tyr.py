@@ -66,8 +66,11 @@ CONFIGS: dict[str, dict] = {
     "tyr hybrid": dict(method="tyr", tyr_start="gisp"),
     # tyr's structures refit by the reconstruction stage (its default: select inside a layer, anchored,
     # inputs, the residual drift), or by its anchored refit of tyr's own units (no select)
-    "tyr+stage": dict(method="tyr", tyr_refit="stage"),
-    "tyr+stage-anchored": dict(method="tyr", tyr_refit="stage", reconstruct="lstsq-anchored"),
+    # (both pin tyr_finalists 0, what their committed results were measured with: the search's best, unjudged)
+    "tyr+stage": dict(method="tyr", tyr_refit="stage", tyr_finalists=0),
+    "tyr+stage-anchored": dict(method="tyr", tyr_refit="stage", reconstruct="lstsq-anchored", tyr_finalists=0),
+    # ... the stage judging the search's finalists and its start (tyr_finalists at its default, 8)
+    "tyr+stage+finalists": dict(method="tyr", tyr_refit="stage"),
 }
 
 

@@ -204,6 +204,14 @@ class PruneSettings:
         "as every ranking method gets it: `reconstruct` and its settings decide it)",
         choices=lambda: ["ladder", "stage"],
     )
+    tyr_finalists: int = _setting(
+        8,
+        "tyr with tyr_refit stage: the search's best allocations (and, when the stage's refit selects the units, "
+        "its start) that the stage refits without the held-back calibration sequences, the lowest loss on those "
+        "becoming the checkpoint; 0: the search's best, unjudged; no effect with tyr_refit ladder",
+        ge=0,
+        lt=65,
+    )
     tyr_start: str = _setting(
         "uniform",
         "tyr: the first ladders' centre: uniform, or gisp's one-shot allocation",

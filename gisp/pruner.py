@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -28,6 +28,9 @@ from gisp.schedule import defer_below_floor, linear_goal, nearest_count
 from gisp.stopping import check_stop, checked
 from gisp.structure import KINDS, Structure, Unit
 from gisp.trajectory import CheckpointRecord, Trajectory
+
+if TYPE_CHECKING:  # the stage imports the pruner
+    from gisp.reconstruction.finalists import FinalistJudge
 
 Measure = Callable[[torch.nn.Module], dict[str, float]]  # a checkpoint's metrics, from the model computing it
 
@@ -124,6 +127,7 @@ def prune(
     tensors_dir: str | Path | None = None,
     state_dir: str | Path | None = None,
     step_refit: StepRefit | None = None,
+    judge: FinalistJudge | None = None,
 ) -> Trajectory:
     """Run (or resume) the schedule on `loaded.model`, which is sliced in place as it goes.
 
@@ -133,7 +137,8 @@ def prune(
     `state_dir` is the run's folder (where its trajectory is kept, the same on a resume): a
     search-based method keeps there what lets a resume continue inside a target.
     `step_refit` (reconstruct_in_loop) refits the sliced model after every step but the last, and
-    checkpoints are then measured through it with the weights as cut."""
+    checkpoints are then measured through it with the weights as cut. `judge` (a search-based
+    method whose structures the stage refits) is the stage's verdict a search may choose by."""
     observer = observer or PruneObserver()
     _check_reachable(settings, loaded)
     model, adapter, spec = loaded.model, loaded.adapter, loaded.adapter.spec
@@ -154,6 +159,7 @@ def prune(
             tensors_dir,
             state_dir,
             register,
+            judge,
         )
     structure = trajectory.structure or Structure.full(spec)
     if trajectory.structure is not None:
@@ -242,6 +248,7 @@ def _search_targets(
     tensors_dir: str | Path | None,
     state_dir: str | Path | None = None,
     register: bool = True,
+    judge: FinalistJudge | None = None,
 ) -> Trajectory:
     """A search-based method: target by target (ascending), each searched from the dense model
     (left dense); a completed target is a completed step, so a resumed run continues with the next
@@ -266,6 +273,7 @@ def _search_targets(
         observer.should_stop,
         Path(state_dir) if state_dir is not None else None,
         f"{trajectory.base_model}@{trajectory.base_revision}",
+        judge,
     )
     for step, target in enumerate(settings.targets, 1):
         if step <= trajectory.completed_steps:

@@ -18,6 +18,7 @@ from gisp.methods import get_method
 from gisp.objectives import get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.pruner import Measure, PruneObserver, new_trajectory, prune
+from gisp.reconstruction.finalists import finalist_judge
 from gisp.reconstruction.in_loop import StepRefit
 from gisp.reconstruction.stage import needs_reconstruction, reconstruct_checkpoints, reconstruction_examples
 from gisp.stopping import StopCheck, check_stop, checked
@@ -126,6 +127,10 @@ def run(
             dense = load_model(model, device=settings.device, dtype=settings.dtype, revision=revision)
             examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
             step_refit = StepRefit(dense, examples, settings, should_stop)
+        judge = None  # the stage refits a search's structures: the search may choose among finalists by it
+        if refit and searches:
+            examples = reconstruction_examples(prepared.calibration, prepared.extra, settings)
+            judge = finalist_judge(prepared.loaded, examples, settings)
         prune(
             prepared.loaded,
             prepared.calibration,
@@ -137,7 +142,9 @@ def run(
             reconstruction_dir,
             state_dir=state_dir,
             step_refit=step_refit,
+            judge=judge,
         )
+        del judge  # its caught layer inputs
         if refit and not searches:  # the model was cut in place; the refit starts again from the dense weights
             loaded = prepared.loaded
             prepared.loaded = None  # type: ignore[assignment]  (one model in memory at a time)

@@ -21,6 +21,7 @@ from gisp.structure import Structure
 
 if TYPE_CHECKING:  # config imports the methods
     from gisp.config import PruneSettings
+    from gisp.reconstruction.finalists import FinalistJudge
 
 
 @dataclass
@@ -59,6 +60,9 @@ class SearchContext:
     should_stop: Callable[[], bool]
     state_dir: Path | None = None
     run_key: str = ""
+    # the reconstruction stage's verdict on candidate structures (set when the stage refits a
+    # search's structures): a search may let it choose among its finalists
+    judge: FinalistJudge | None = None
 
 
 @dataclass

@@ -9,11 +9,13 @@ The search never changes the removed parameter count, so the result has the star
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import AbstractContextManager
 
 from torch import Tensor
 
+from gisp.masking import structure_masks, unit_masks
 from gisp.methods.common import calibration_loss
 from gisp.methods.search import SearchContext, SearchOutcome, SearchProgress
 from gisp.schedule import nearest_count
@@ -22,6 +24,8 @@ from gisp.tyr.fitness import DenseReference
 from gisp.tyr.search import Space, evolve
 from gisp.tyr.store import RoundStore, batches_sha256, clear_target
 from gisp.tyr.supernet import Block, Supernet
+
+log = logging.getLogger("gisp.tyr")
 
 __all__ = ["SearchContext", "SearchOutcome", "SearchProgress", "TyrSession", "gisp_counts", "uniform_counts"]
 
@@ -123,33 +127,44 @@ class TyrSession:
         started = time.perf_counter()
         start = gisp_counts(ctx, target) if s.tyr_start == "gisp" else uniform_counts(spec, target, ctx.protected)
         blocks = sorted(start)
-        centre, fitness = dict(start), float("nan")
+        ranked: list[tuple[dict[Block, int], float]] = [(dict(start), float("nan"))]
         for round_index in range(s.tyr_rounds):
-            centre, fitness = self._round(target, round_index, blocks, centre, started)
-        outcome = self._outcome(blocks, centre, fitness)
+            ranked = self._round(target, round_index, blocks, ranked[0][0], started)
+        judge = ctx.judge if s.tyr_refit == "stage" and s.tyr_finalists else None
+        if judge is None:
+            outcome = self._outcome(blocks, *ranked[0])
+        else:
+            outcome = self._judged(target, blocks, start, ranked, started)
         if ctx.state_dir is not None:
             state_dir = ctx.state_dir
             outcome.committed = lambda: clear_target(state_dir, target)
         return outcome
 
+    def _report(
+        self, target: float, number: int, phase: str, done: int, total: int, best: float | None, started: float
+    ) -> None:
+        seconds, loaded = time.perf_counter() - started, self.net.loaded if phase == "ladder" else 0
+        rounds = self.ctx.settings.tyr_rounds
+        self.ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, seconds, loaded))
+
     def _round(
         self, target: float, round_index: int, blocks: list[Block], centre: dict[Block, int], started: float
-    ) -> tuple[dict[Block, int], float]:
-        """Ladders around `centre` with this round's step, then the search; the best allocation."""
+    ) -> list[tuple[dict[Block, int], float]]:
+        """Ladders around `centre` with this round's step, then the search: the last population's
+        allocations and fitness, best first (a round finished before an interruption: its best)."""
         ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
         number, rounds = round_index + 1, s.tyr_rounds
         fraction = s.tyr_step / 2**round_index
         step = {kind: max(1, round(fraction * spec.units(kind))) for kind in KINDS}
 
         def report(phase: str, done: int, total: int, best: float | None) -> None:
-            seconds, loaded = time.perf_counter() - started, self.net.loaded if phase == "ladder" else 0
-            ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, seconds, loaded))
+            self._report(target, number, phase, done, total, best, started)
 
         plan = {b: (centre[b], step[b[1]]) for b in blocks}
         store = self._store(target, number, plan)
         last = number == rounds  # its ladders make the outcome
         if store is not None and not last and (done := store.load_result(blocks)) is not None:
-            return done  # finished before an interruption
+            return [done]  # finished before an interruption
         self.net.build(
             plan,
             s.tyr_levels,
@@ -169,7 +184,7 @@ class TyrSession:
                 return self.reference.kl(sequences)
 
         space = Space(tuple(b[1] for b in blocks), lambda i, o: ladders[i].has(o), _trade(spec, step))
-        genome, fitness = evolve(
+        evolved = evolve(
             tuple(0 for _ in blocks),
             space,
             score,
@@ -184,25 +199,75 @@ class TyrSession:
             resume=store.load_search() if store is not None else None,
             on_state=store.save_search if store is not None else None,
         )
+        ranked = [(counts(g), f) for g, f in zip(evolved.ranked, evolved.fitness, strict=True)]
         if store is not None and not last:
-            store.save_result(counts(genome), fitness)
+            store.save_result(*ranked[0])
             store.drop_ladders()  # the next round re-centres: these are never read again
-        return counts(genome), fitness
+        return ranked
+
+    def _judged(
+        self,
+        target: float,
+        blocks: list[Block],
+        start: dict[Block, int],
+        ranked: list[tuple[dict[Block, int], float]],
+        started: float,
+    ) -> SearchOutcome:
+        """The stage's choice among the search's best `tyr_finalists` allocations and its start:
+        each refit by the stage without the held-back calibration sequences, the lowest loss on
+        those wins. The start's units are the stage's to choose, so it competes only when the
+        stage's variant selects them; the winner is measured as cut (the stage refits it later)."""
+        ctx, s = self.ctx, self.ctx.settings
+        assert ctx.judge is not None
+        finalists = [counts for counts, _ in ranked[: s.tyr_finalists]]
+        structures = [self._structure(blocks, counts) for counts in finalists]
+        if ctx.judge.chooses_units and start not in finalists:
+            finalists.append(start)
+            structures.append(_first_units(ctx.adapter.spec, start))
+        number = s.tyr_rounds
+
+        def progress(done: int, total: int) -> None:
+            self._report(target, number, "finalists", done, total, None, started)
+
+        verdicts = ctx.judge.judge(structures, progress, ctx.should_stop)
+        best = min(range(len(verdicts)), key=lambda i: (verdicts[i].held_loss, i))
+        log.info(
+            "target %g: the stage's refit of finalist %d of %d (%s) has the lowest held-back loss, %.4f",
+            target,
+            best + 1,
+            len(verdicts),
+            "the start" if finalists[best] is start else f"the search's #{best + 1}",
+            verdicts[best].held_loss,
+        )
+        structure = verdicts[best].structure
+
+        def applied() -> AbstractContextManager:
+            full = Structure.full(ctx.adapter.spec)
+            return unit_masks(ctx.model, ctx.adapter, structure_masks(ctx.adapter, full, structure))
+
+        with applied():
+            loss = calibration_loss(ctx)  # type: ignore[arg-type]  (has the fields it reads)
+            fitness = self.reference.kl(self.stages[-1])
+        return SearchOutcome(structure, {}, loss, fitness, applied)
+
+    def _structure(self, blocks: list[Block], counts: dict[Block, int]) -> Structure:
+        """The structure of an allocation on this round's ladders: each block's rung's units."""
+        full = Structure.full(self.ctx.adapter.spec)
+        kept = {kind: [list(x) for x in full.kept(kind)] for kind in KINDS}
+        for layer, kind in blocks:
+            kept[kind][layer] = list(self.net.ladders[(layer, kind)].rungs[counts[(layer, kind)]].kept)
+        return Structure(attn=kept["attn"], mlp=kept["mlp"])
 
     def _outcome(self, blocks: list[Block], counts: dict[Block, int], fitness: float) -> SearchOutcome:
-        spec = self.ctx.adapter.spec
-        full = Structure.full(spec)
-        kept = {kind: [list(x) for x in full.kept(kind)] for kind in KINDS}
+        """The search's best with its ladder's re-solved output projections."""
         names = {id(m): n for n, m in self.ctx.model.named_modules()}
         weights: dict[str, Tensor] = {}
         for block in blocks:
             ladder_ = self.net.ladders[block]
             rung = ladder_.rungs[counts[block]]
-            layer, kind = block
-            kept[kind][layer] = list(rung.kept)
             if counts[block] < ladder_.units and rung.kept:
                 weights[f"{names[id(self.net.module(block))]}.weight"] = rung.weight.clone()
-        structure = Structure(attn=kept["attn"], mlp=kept["mlp"])
+        structure = self._structure(blocks, counts)
 
         def applied() -> AbstractContextManager:
             return self.net.choose(counts)
@@ -210,6 +275,16 @@ class TyrSession:
         with applied():
             loss = calibration_loss(self.ctx)  # type: ignore[arg-type]  (has the fields it reads)
         return SearchOutcome(structure, weights, loss, fitness, applied)
+
+
+def _first_units(spec: ArchSpec, counts: dict[Block, int]) -> Structure:
+    """An allocation as a structure whose units are each block's first ones (for a refit that
+    chooses the units itself, which of them stand here does not matter)."""
+    full = Structure.full(spec)
+    kept = {kind: [list(x) for x in full.kept(kind)] for kind in KINDS}
+    for (layer, kind), count in counts.items():
+        kept[kind][layer] = kept[kind][layer][:count]
+    return Structure(attn=kept["attn"], mlp=kept["mlp"])
 
 
 def _trade(spec: ArchSpec, step: dict[str, int]) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gisp.errors import PruningStopped
 
@@ -76,6 +76,17 @@ def mutate(genome: Genome, space: Space, rng: random.Random, moves: int) -> Geno
     return tuple(g)
 
 
+class Evolved(NamedTuple):
+    """The last population, best first, with each one's fitness on the last stage's sequences."""
+
+    ranked: list[Genome]
+    fitness: list[float]
+
+    @property
+    def best(self) -> Genome:
+        return self.ranked[0]
+
+
 @dataclass
 class Generation:
     generation: int
@@ -98,8 +109,8 @@ def evolve(
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
     on_state: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[Genome, float]:
-    """The best genome found and its fitness on `stages[-1]` sequences (lower is better).
+) -> Evolved:
+    """The last population, ranked by fitness on `stages[-1]` sequences (lower is better).
     `stages` are sequence counts, increasing; `keep[i]` survivors go from stage i to i+1.
     `on_state` is given the whole search state (JSON-able) once the population is ranked and
     after every generation; `resume` is such a state to continue from: the same calls then give
@@ -137,7 +148,7 @@ def evolve(
         }
 
     if generations == 0:  # no search: the start itself (the local pruner alone)
-        return start, fit(start, final)
+        return Evolved([start], [fit(start, final)])
     if resume is not None:
         ranked = [tuple(g) for g in resume["ranked"]]
         memo.update({(tuple(g), int(n)): float(value) for g, n, value in resume["memo"]})
@@ -161,4 +172,4 @@ def evolve(
             on_state(state(generation))
         if on_generation is not None:
             on_generation(Generation(generation, generations, fit(ranked[0], final), len(memo)))
-    return ranked[0], fit(ranked[0], final)
+    return Evolved(ranked, [fit(g, final) for g in ranked])

@@ -130,7 +130,7 @@ def test_zero_generations_is_the_local_pruner_alone() -> None:
         scored.append(genome)
         return -float(sum(abs(o) for o in genome))  # any mutant would score better than the start
 
-    assert evolve((0, 0, 0), space, score, 4, 4, 0, [2, 8], [2], seed=0) == ((0, 0, 0), 0.0)
+    assert evolve((0, 0, 0), space, score, 4, 4, 0, [2, 8], [2], seed=0) == ([(0, 0, 0)], [0.0])
     assert scored == [(0, 0, 0)]
 
 

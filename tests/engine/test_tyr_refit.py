@@ -47,7 +47,10 @@ def ladder_run(tmp_path_factory) -> Trajectory:
 def test_the_stage_refits_the_searched_structures(
     stories_model: Path, stories_text: Path, ladder_run: Trajectory, tmp_path: Path
 ) -> None:
-    staged = _run(stories_model, stories_text, tmp_path, tyr_refit="stage", reconstruct="lstsq-anchored")
+    # unjudged (tyr_finalists 0), the search's best goes to the stage as the ladder run keeps it
+    staged = _run(
+        stories_model, stories_text, tmp_path, tyr_refit="stage", reconstruct="lstsq-anchored", tyr_finalists=0
+    )
     assert _widths(staged) == _widths(ladder_run)  # the search does not depend on the refit
     assert [r.structure for r in staged.checkpoints] == [r.structure for r in ladder_run.checkpoints]
     assert all(r.reconstruction == "tyr" for r in ladder_run.checkpoints)
@@ -78,7 +81,7 @@ def test_a_selecting_refit_keeps_each_layers_searched_width(
 ) -> None:
     """The default refit picks which units go inside a layer; tyr's checkpoints are not nested, so
     no checkpoint may be held inside the one before: each keeps the widths the search chose."""
-    staged = _run(stories_model, stories_text, tmp_path, tyr_refit="stage")
+    staged = _run(stories_model, stories_text, tmp_path, tyr_refit="stage", tyr_finalists=0)
     assert staged.settings["reconstruct"] == "lstsq-select-anchored"
     assert _widths(staged) == _widths(ladder_run)
 
