@@ -80,6 +80,7 @@ class Job(TypedDict):
     tyr_damp: float
     tyr_anchor: bool
     tyr_refit: str
+    tyr_finalists: int
     tyr_start: str
     progress: Progress
     error: JobError | None

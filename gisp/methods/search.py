@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,6 @@ from gisp.structure import Structure
 
 if TYPE_CHECKING:  # config imports the methods
     from gisp.config import PruneSettings
-    from gisp.reconstruction.finalists import FinalistJudge
 
 
 @dataclass
@@ -39,6 +38,27 @@ class SearchProgress:
     # ladder phase: how many of the `done` layers were read back from the run's folder (a resume)
     # instead of built; a round whose result was stored reports nothing
     loaded: int = 0
+
+
+@dataclass
+class Verdict:
+    """A structure as the reconstruction stage makes it: the structure its refit keeps (a selecting
+    refit chooses the units inside each layer itself) and the objective's loss on the held-back
+    calibration sequences the refit never saw."""
+
+    structure: Structure
+    held_loss: float
+
+
+class Judge(Protocol):
+    """The reconstruction stage's verdict on a candidate structure (gisp.reconstruction.finalists)."""
+
+    @property
+    def chooses_units(self) -> bool: ...
+
+    def judge(
+        self, structure: Structure, progress: Callable[[int, int], None], should_stop: Callable[[], bool]
+    ) -> Verdict: ...
 
 
 @dataclass
@@ -62,7 +82,7 @@ class SearchContext:
     run_key: str = ""
     # the reconstruction stage's verdict on candidate structures (set when the stage refits a
     # search's structures): a search may let it choose among its finalists
-    judge: FinalistJudge | None = None
+    judge: Judge | None = None
 
 
 @dataclass

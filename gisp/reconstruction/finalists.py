@@ -20,6 +20,7 @@ from torch import Tensor
 from gisp.config import PruneSettings
 from gisp.data import Example
 from gisp.loading import LoadedModel
+from gisp.methods.search import Verdict
 from gisp.objectives import Batch, get_objective
 from gisp.objectives.base import pad_token_id
 from gisp.reconstruction.base import get_reconstruction
@@ -29,15 +30,6 @@ from gisp.reconstruction.tensors import reconstructed_view
 from gisp.structure import Structure
 
 log = logging.getLogger("gisp.reconstruction.finalists")
-
-
-@dataclass
-class Verdict:
-    """One finalist as the stage makes it: the structure its refit keeps (a selecting variant
-    chooses the units inside each layer itself) and the objective's loss on the held-back sequences."""
-
-    structure: Structure
-    held_loss: float
 
 
 @dataclass
@@ -59,39 +51,33 @@ class FinalistJudge:
 
     def judge(
         self,
-        structures: list[Structure],
+        structure: Structure,
         progress: Callable[[int, int], None] = lambda done, total: None,
         should_stop: Callable[[], bool] = lambda: False,
-    ) -> list[Verdict]:
+    ) -> Verdict:
+        """One finalist; `progress` hears of every layer refit (layers done, of)."""
         s, model, adapter = self.settings, self.dense.model, self.dense.adapter
         variant = get_reconstruction(s.reconstruct)
-        objective = get_objective(s.objective)
         if self.caught is None:
             self.caught = catch_inputs(model, adapter, self.batches)
-        verdicts = []
-        for done, structure in enumerate(structures):
-            progress(done, len(structures))
-            result = reconstruct(
-                model,
-                adapter,
-                structure,
-                self.batches,
-                variant,
-                s.reconstruct_lambda,
-                None,
-                Hooks(should_stop=should_stop),
-                self.caught,
-                holdout=True,
-                inputs=s.reconstruct_inputs and variant.least_squares,
-                residual=s.reconstruct_residual if variant.least_squares else 0.0,
-                local=s.reconstruct_target == "local" and variant.least_squares,
-            )
-            with torch.no_grad(), reconstructed_view(model, adapter, result.structure, result.tensors):
-                loss = objective_loss(model, objective, self.held)
-            log.info("finalist %d of %d: held-back loss %.4f after the refit", done + 1, len(structures), loss)
-            verdicts.append(Verdict(result.structure, loss))
-        progress(len(structures), len(structures))
-        return verdicts
+        result = reconstruct(
+            model,
+            adapter,
+            structure,
+            self.batches,
+            variant,
+            s.reconstruct_lambda,
+            None,
+            Hooks(progress=progress, should_stop=should_stop),
+            self.caught,
+            holdout=True,
+            inputs=s.reconstruct_inputs and variant.least_squares,
+            residual=s.reconstruct_residual if variant.least_squares else 0.0,
+            local=s.reconstruct_target == "local" and variant.least_squares,
+        )
+        with torch.no_grad(), reconstructed_view(model, adapter, result.structure, result.tensors):
+            loss = objective_loss(model, get_objective(s.objective), self.held)
+        return Verdict(result.structure, loss)
 
 
 def finalist_judge(dense: LoadedModel, examples: list[Example], settings: PruneSettings) -> FinalistJudge | None:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gisp.masking import structure_masks, unit_masks
 from gisp.methods.common import calibration_loss
-from gisp.methods.search import SearchContext, SearchOutcome, SearchProgress
+from gisp.methods.search import SearchContext, SearchOutcome, SearchProgress, Verdict
 from gisp.schedule import nearest_count
 from gisp.structure import KINDS, ArchSpec, Structure
 from gisp.tyr.fitness import DenseReference
@@ -128,30 +128,39 @@ class TyrSession:
         start = gisp_counts(ctx, target) if s.tyr_start == "gisp" else uniform_counts(spec, target, ctx.protected)
         blocks = sorted(start)
         ranked: list[tuple[dict[Block, int], float]] = [(dict(start), float("nan"))]
+        store: RoundStore | None = None
         for round_index in range(s.tyr_rounds):
-            ranked = self._round(target, round_index, blocks, ranked[0][0], started)
-        judge = ctx.judge if s.tyr_refit == "stage" and s.tyr_finalists else None
-        if judge is None:
+            ranked, store = self._round(target, round_index, blocks, ranked[0][0], started)
+        if ctx.judge is None or s.tyr_refit != "stage" or not s.tyr_finalists:
             outcome = self._outcome(blocks, *ranked[0])
         else:
-            outcome = self._judged(target, blocks, start, ranked, started)
+            outcome = self._judged(target, blocks, start, ranked, started, store)
         if ctx.state_dir is not None:
             state_dir = ctx.state_dir
             outcome.committed = lambda: clear_target(state_dir, target)
         return outcome
 
     def _report(
-        self, target: float, number: int, phase: str, done: int, total: int, best: float | None, started: float
+        self,
+        target: float,
+        number: int,
+        phase: str,
+        done: int,
+        total: int,
+        best: float | None,
+        started: float,
+        loaded: int = 0,
     ) -> None:
-        seconds, loaded = time.perf_counter() - started, self.net.loaded if phase == "ladder" else 0
-        rounds = self.ctx.settings.tyr_rounds
+        seconds, rounds = time.perf_counter() - started, self.ctx.settings.tyr_rounds
+        loaded = self.net.loaded if phase == "ladder" else loaded
         self.ctx.report(SearchProgress(target, number, rounds, phase, done, total, best, seconds, loaded))
 
     def _round(
         self, target: float, round_index: int, blocks: list[Block], centre: dict[Block, int], started: float
-    ) -> list[tuple[dict[Block, int], float]]:
+    ) -> tuple[list[tuple[dict[Block, int], float]], RoundStore | None]:
         """Ladders around `centre` with this round's step, then the search: the last population's
-        allocations and fitness, best first (a round finished before an interruption: its best)."""
+        allocations and fitness, best first (a round finished before an interruption: its best),
+        and the round's store."""
         ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
         number, rounds = round_index + 1, s.tyr_rounds
         fraction = s.tyr_step / 2**round_index
@@ -164,7 +173,7 @@ class TyrSession:
         store = self._store(target, number, plan)
         last = number == rounds  # its ladders make the outcome
         if store is not None and not last and (done := store.load_result(blocks)) is not None:
-            return [done]  # finished before an interruption
+            return [done], store  # finished before an interruption
         self.net.build(
             plan,
             s.tyr_levels,
@@ -203,7 +212,7 @@ class TyrSession:
         if store is not None and not last:
             store.save_result(*ranked[0])
             store.drop_ladders()  # the next round re-centres: these are never read again
-        return ranked
+        return ranked, store
 
     def _judged(
         self,
@@ -212,37 +221,52 @@ class TyrSession:
         start: dict[Block, int],
         ranked: list[tuple[dict[Block, int], float]],
         started: float,
+        store: RoundStore | None,
     ) -> SearchOutcome:
         """The stage's choice among the search's best `tyr_finalists` allocations and its start:
         each refit by the stage without the held-back calibration sequences, the lowest loss on
         those wins. The start's units are the stage's to choose, so it competes only when the
-        stage's variant selects them; the winner is measured as cut (the stage refits it later)."""
-        ctx, s = self.ctx, self.ctx.settings
-        assert ctx.judge is not None
+        stage's variant selects them; the winner is measured as cut (the stage refits it later).
+        Each verdict is stored as it comes: a resume judges only the finalists not yet judged."""
+        ctx, s, spec = self.ctx, self.ctx.settings, self.ctx.adapter.spec
+        judge = ctx.judge
+        assert judge is not None
         finalists = [counts for counts, _ in ranked[: s.tyr_finalists]]
-        structures = [self._structure(blocks, counts) for counts in finalists]
-        if ctx.judge.chooses_units and start not in finalists:
+        offered = [self._structure(blocks, counts) for counts in finalists]
+        if judge.chooses_units and start not in finalists:
             finalists.append(start)
-            structures.append(_first_units(ctx.adapter.spec, start))
-        number = s.tyr_rounds
+            offered.append(_first_units(spec, start))
+        layers, total = spec.num_layers, len(offered) * spec.num_layers
+        refit = {k: v for k, v in sorted(s.to_dict().items()) if k.startswith("reconstruct")}
+        stored = store.load_verdicts(refit) if store is not None else []
+        verdicts: list[Verdict] = []
+        for (was, verdict), now in zip(stored, offered, strict=False):  # the prefix judged before a stop
+            if was != now:
+                break
+            verdicts.append(verdict)
+        read = len(verdicts) * layers  # judged before an interruption, read back
 
-        def progress(done: int, total: int) -> None:
-            self._report(target, number, "finalists", done, total, None, started)
+        def report(done: int) -> None:
+            self._report(target, s.tyr_rounds, "finalists", done, total, None, started, min(done, read))
 
-        verdicts = ctx.judge.judge(structures, progress, ctx.should_stop)
+        for i in range(len(verdicts)):
+            report((i + 1) * layers)
+        for i in range(len(verdicts), len(offered)):
+            verdicts.append(judge.judge(offered[i], lambda done, _, i=i: report(i * layers + done), ctx.should_stop))
+            if store is not None:
+                store.save_verdicts(list(zip(offered, verdicts, strict=False)), refit)
         best = min(range(len(verdicts)), key=lambda i: (verdicts[i].held_loss, i))
         log.info(
-            "target %g: the stage's refit of finalist %d of %d (%s) has the lowest held-back loss, %.4f",
+            "target %g: the stage's refit of %s has the lowest held-back loss of %d finalists, %.4f",
             target,
-            best + 1,
-            len(verdicts),
             "the start" if finalists[best] is start else f"the search's #{best + 1}",
+            len(verdicts),
             verdicts[best].held_loss,
         )
         structure = verdicts[best].structure
 
         def applied() -> AbstractContextManager:
-            full = Structure.full(ctx.adapter.spec)
+            full = Structure.full(spec)
             return unit_masks(ctx.model, ctx.adapter, structure_masks(ctx.adapter, full, structure))
 
         with applied():

@@ -7,6 +7,7 @@ Layout, under the run's folder:
 
     tyr/target-0.5000/round-1-<fingerprint>/layer-0003.safetensors   one file per finished layer
     tyr/target-0.5000/round-1-<fingerprint>/search.json               after every generation
+    tyr/target-0.5000/round-3-<fingerprint>/finalists.json            after every finalist the stage judged
 
 A round's folder is named by a fingerprint of everything its ladders depend on (the centre plan,
 all `tyr_*` settings, the seed, the calibration batches, the base model, dtype and device), so a
@@ -31,8 +32,10 @@ from safetensors import safe_open
 from safetensors.torch import load, save
 from torch import Tensor
 
+from gisp.methods.search import Verdict
 from gisp.objectives import Batch
 from gisp.reconstruction.tensors import write_atomic
+from gisp.structure import Structure
 from gisp.tyr.local import Rung
 from gisp.tyr.supernet import Block, BlockLadder
 
@@ -188,6 +191,25 @@ class RoundStore:
             log.warning("ignoring stored tyr round result in %s (other blocks)", self.folder)
             return None
         return counts, float(state["fitness"])
+
+    def save_verdicts(self, verdicts: list[tuple[Structure, Verdict]], refit: dict[str, Any]) -> None:
+        """The finalists the stage has judged so far (each as offered, and its verdict), and the
+        stage's settings that made them (`refit`: not part of the round's fingerprint)."""
+        rows = [
+            {"offered": offered.to_dict(), "structure": v.structure.to_dict(), "held_loss": v.held_loss}
+            for offered, v in verdicts
+        ]
+        data = {"fingerprint": self.fingerprint, "refit": refit, "rows": rows}
+        write_atomic(self.folder / "finalists.json", json.dumps(data).encode())
+
+    def load_verdicts(self, refit: dict[str, Any]) -> list[tuple[Structure, Verdict]]:
+        state = self._read("finalists.json", "the finalists are judged again")
+        if state is None or state["refit"] != refit:
+            return []
+        return [
+            (Structure.from_dict(r["offered"]), Verdict(Structure.from_dict(r["structure"]), float(r["held_loss"])))
+            for r in state["rows"]
+        ]
 
     def _read(self, name: str, otherwise: str) -> dict[str, Any] | None:
         path = self.folder / name

@@ -11,13 +11,13 @@ import pytest
 
 from gisp.config import PruneSettings
 from gisp.errors import ConfigError
-from gisp.methods.search import SearchProgress
+from gisp.methods.search import SearchProgress, Verdict
 from gisp.pruner import PruneObserver
-from gisp.reconstruction.finalists import FinalistJudge, Verdict, finalist_judge
+from gisp.reconstruction.finalists import FinalistJudge, finalist_judge
 from gisp.run import run
 from gisp.structure import Structure
 from gisp.trajectory import Trajectory
-from gisp.tyr.allocate import uniform_counts
+from gisp.tyr.allocate import TyrSession, uniform_counts
 from tests.engine.test_tyr import SMALL
 from tests.engine.tiny import random_examples, tiny_model
 
@@ -35,16 +35,22 @@ class Searching(PruneObserver):
 def _judged_run(
     model: Path, text: Path, monkeypatch: pytest.MonkeyPatch, **kw
 ) -> tuple[Trajectory, list[tuple[list[Structure], list[Verdict]]], Searching]:
-    """A tyr run refit by the stage, with every call of the real judge recorded."""
+    """A tyr run refit by the stage, with every call of the real judge recorded, by target."""
     calls: list[tuple[list[Structure], list[Verdict]]] = []
-    real = FinalistJudge.judge
+    real_judge, real_judged = FinalistJudge.judge, TyrSession._judged
 
-    def recorded(self, structures, *args, **kwargs):
-        verdicts = real(self, structures, *args, **kwargs)
-        calls.append((list(structures), verdicts))
-        return verdicts
+    def judge(self, structure, *args, **kwargs):
+        verdict = real_judge(self, structure, *args, **kwargs)
+        calls[-1][0].append(structure)
+        calls[-1][1].append(verdict)
+        return verdict
 
-    monkeypatch.setattr(FinalistJudge, "judge", recorded)
+    def judged(self, *args, **kwargs):
+        calls.append(([], []))
+        return real_judged(self, *args, **kwargs)
+
+    monkeypatch.setattr(FinalistJudge, "judge", judge)
+    monkeypatch.setattr(TyrSession, "_judged", judged)
     observer = Searching()
     settings = PruneSettings(targets=TARGETS, samples=16, seq_len=64, heldout=4, tyr_refit="stage", **{**SMALL, **kw})
     trajectory, _ = run(str(model), text, settings, observer=observer)
@@ -78,10 +84,13 @@ def test_the_checkpoint_is_the_finalist_the_stages_refit_makes_best(
         # the stage's final refit (on every sequence) keeps the winner's widths
         assert record.structure.layer_widths() == _best(verdicts).structure.layer_widths()
         assert record.reconstruction == "lstsq-select-anchored" or record.reconstruction_rejected
-    phases = [(p.target, p.phase, p.done, p.total) for p in observer.progress if p.phase == "finalists"]
+    layers = trajectory.arch.num_layers
     for target, (structures, _) in zip(TARGETS, calls, strict=True):
-        n = len(structures)
-        assert [(d, t) for g, _, d, t in phases if g == target] == [(d, n) for d in range(n + 1)]
+        reported = [
+            (p.done, p.total, p.loaded) for p in observer.progress if p.phase == "finalists" and p.target == target
+        ]
+        total = len(structures) * layers
+        assert reported == [(done, total, 0) for done in range(1, total + 1)]  # every layer of every refit
 
 
 @pytest.mark.integration
@@ -111,10 +120,10 @@ def test_the_judge_scores_a_deeper_cut_worse() -> None:
     full = Structure.full(spec)
     half = Structure(attn=full.attn, mlp=[m[: len(m) // 2] for m in full.mlp])
     progress: list[tuple[int, int]] = []
-    verdicts = judge.judge([half, full], lambda d, t: progress.append((d, t)))
+    verdicts = [judge.judge(s, lambda d, t: progress.append((d, t))) for s in (half, full)]
     assert verdicts[1].held_loss < verdicts[0].held_loss
     assert [v.structure for v in verdicts] == [half, full]
-    assert progress == [(0, 2), (1, 2), (2, 2)]
+    assert progress == [(d, spec.num_layers) for d in range(1, spec.num_layers + 1)] * 2
 
 
 def test_no_judge_without_a_refit_or_windows_to_hold_back() -> None:

@@ -84,8 +84,8 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return _count(monkeypatch)
 
 
-def _run(model: Path, text: Path, folder: Path, observer: Stopper, resume: bool = False) -> Trajectory:
-    settings = PruneSettings(**SETTINGS)
+def _run(model: Path, text: Path, folder: Path, observer: Stopper, resume: bool = False, **kw) -> Trajectory:
+    settings = PruneSettings(**{**SETTINGS, **kw})
     saved = folder / "trajectory.json"
     previous = Trajectory.load(saved) if resume and saved.is_file() else None
     trajectory, _ = run(
@@ -158,6 +158,53 @@ def test_stopped_during_the_search_continues_it(
     assert searched == [(2, 3)]  # round 1's search was finished; round 2's went on from generation 3
     assert {p.round for p in resumed.events} == {2}  # round 1 was taken from its stored result
     assert _output(trajectory, tmp_path, tmp_path / "out") == output
+
+
+STAGE = dict(tyr_refit="stage", tyr_finalists=3)  # the stage judges 3 finalists and the start
+
+
+@pytest.fixture(scope="module")
+def judged_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], int]:
+    """The uninterrupted run whose finalists the stage judges: its output, and how many it judged."""
+    from gisp.reconstruction.finalists import FinalistJudge
+    from tests.conftest import shared_path
+
+    folder, judged = tmp_path_factory.mktemp("judged"), []
+    with pytest.MonkeyPatch.context() as mp:
+        real = FinalistJudge.judge
+        mp.setattr(FinalistJudge, "judge", lambda self, *a, **k: judged.append(1) or real(self, *a, **k))
+        model, text = shared_path("models", "stories260K"), shared_path("data", "tinystories", "tinystories_val.txt")
+        trajectory = _run(model, text, folder, Stopper(folder), **STAGE)
+    assert not (folder / FOLDER).exists()
+    return _output(trajectory, folder, folder / "out"), len(judged)
+
+
+def test_stopped_while_the_stage_judges_the_finalists_judges_only_the_rest(
+    stories_model: Path, stories_text: Path, tmp_path: Path, judged_reference, builds: dict[str, int], monkeypatch
+) -> None:
+    """Stopped inside the second finalist's refit: the first's verdict was stored, the resumed run
+    reads it back (its progress says so), judges the others, and ends byte-identical."""
+    from gisp.reconstruction.finalists import FinalistJudge
+
+    output, judged = judged_reference
+    assert judged == 4
+    layers = 5  # stories260K
+    with pytest.raises(PruningStopped, match="during reconstruction"):
+        _run(stories_model, stories_text, tmp_path, Stopper(tmp_path, "finalists", 2, after=layers + 2), **STAGE)
+    (stored,) = (tmp_path / FOLDER).glob("target-*/round-2-*/finalists.json")
+    builds.update(ladders=0, grams=0)
+    calls: list[int] = []
+    real = FinalistJudge.judge
+    monkeypatch.setattr(FinalistJudge, "judge", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    resumed = Stopper(tmp_path)
+    trajectory = _run(stories_model, stories_text, tmp_path, resumed, resume=True, **STAGE)
+    assert builds["ladders"] == 0 and not [p for p in resumed.events if p.phase == "search"]  # nothing searched again
+    assert len(calls) == judged - 1
+    finalists = [(p.done, p.loaded) for p in resumed.events if p.phase == "finalists"]
+    assert finalists[0] == (layers, layers)  # the first verdict read back
+    assert all(loaded == layers for _, loaded in finalists) and finalists[-1][0] == judged * layers
+    assert _output(trajectory, tmp_path, tmp_path / "out") == output
+    assert not stored.exists()
 
 
 def test_damaged_ladder_files_are_rebuilt(

@@ -88,6 +88,13 @@ def test_tyr_job_with_the_stage_refit_registers_the_stages_weights(service, text
     assert job["tyr_refit"] == "stage" and job["reconstruct"] == "lstsq-select-anchored"
     events = service.client.get(f"/v1/jobs/{job['id']}/events?limit=500", headers=service.headers()).json()["data"]
     assert any(e["type"] == "search" for e in events) and any(e["type"] == "reconstruction" for e in events)
+    assert job["tyr_finalists"] == 8  # the stage judges the search's finalists by default, each target in turn
+    judged = [
+        (e["data"]["target"], e["data"]["done"], e["data"]["total"])
+        for e in events
+        if e["type"] == "search" and e["data"]["phase"] == "finalists"
+    ]
+    assert [t for t, done, total in judged if done == total] == [0.3, 0.5]  # one event per layer refit
     checkpoints = service.client.get(f"/v1/jobs/{job['id']}/checkpoints", headers=service.headers()).json()["data"]
     assert [c["target_sparsity"] for c in checkpoints] == [0.3, 0.5]
     for checkpoint in checkpoints:
