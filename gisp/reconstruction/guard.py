@@ -5,7 +5,7 @@ Why: each projection's refit is chosen by its *local* error (the module's output
 one), and on a model that is wide for its calibration set (SmolLM2-135M with 32×128 tokens) a refit
 can lower every local error yet raise the model's loss, in domain and more out of it. The guard
 checks what the user gets, the whole model's loss, on the held-back sequences (every
-`HOLD_EVERY`-th calibration example; the stage fits the final weights without them).
+`HOLD_EVERY`-th calibration example; the checked fit is solved without them).
 
 Why per checkpoint, not per layer: the loss of the whole model is what matters, and it costs two
 forward passes over a quarter of the calibration set per checkpoint (the cut weights' pass once).

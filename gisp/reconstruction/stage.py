@@ -7,7 +7,14 @@ The guard (`gisp.reconstruction.guard`) fits the checkpoint without the held-bac
 sequences and keeps the refit only if it lowers the objective's loss on them; a kept refit is then
 fitted again on every sequence (so the guard costs a second pass), a rejected checkpoint is
 registered with the weights as cut (`reconstruction` unset, `reconstruction_rejected` saying why,
-a warning to the observer)."""
+a warning to the observer).
+
+A search's checkpoint that the stage chose among finalists (tyr with `tyr_finalists`) keeps the
+checked fit instead: the judge compared fits, not structures, and the one it chose is the one the
+user gets. Why: refit again on every sequence, the chosen fit regressed (stories260K at 0.5, 3
+seeds: 24.34 / 24.40 / 25.42 held-out TinyStories perplexity as judged, 24.28 / 25.34 / 27.44 after
+the second pass; docs/benchmarks.md §9), while for a ranking method's checkpoints, chosen without
+looking at any fit, the second pass helps by 1–3% on average (the same section)."""
 
 from __future__ import annotations
 
@@ -39,6 +46,13 @@ def needs_reconstruction(settings: PruneSettings) -> bool:
     if get_method(settings.method).searches and settings.tyr_refit != "stage":
         return False
     return get_reconstruction(settings.reconstruct).refits
+
+
+def ships_checked_fit(settings: PruneSettings) -> bool:
+    """Whether a guarded checkpoint keeps the fit the guard checked (solved without the held-back
+    sequences) instead of that refit solved again on every sequence: a search's checkpoints that
+    the stage judged among finalists, whose choice was of that very fit."""
+    return get_method(settings.method).searches and settings.tyr_finalists > 0
 
 
 def reconstruction_examples(calibration: list[Example], extra: list[Example], settings: PruneSettings) -> list[Example]:
@@ -85,7 +99,8 @@ def reconstruct_checkpoints(
             "the refit is kept unchecked"
         )
     caught = catch_inputs(model, adapter, batches)
-    passes = 2 if held else 1  # guarded: the checked fit, then the kept one on every sequence
+    judged = ships_checked_fit(settings)
+    passes = 2 if held and not judged else 1  # guarded: the checked fit, then the kept one on every sequence
     layers = len(adapter.layers(model))
     nested = not get_method(settings.method).searches
     for record in pending:
@@ -127,8 +142,9 @@ def reconstruct_checkpoints(
                 verdict.cut_loss,
                 "kept" if verdict.keep else "rejected",
             )
-            if verdict.keep:  # the same refit on every sequence: what was checked, with a third more tokens
-                result = refit(False)
+            if verdict.keep:
+                if not judged:  # the same refit on every sequence: what was checked, with a third more tokens
+                    result = refit(False)
             else:
                 observer.on_reconstruction_progress(record, passes * layers, passes * layers)
                 record.reconstruction_rejected = (
