@@ -9,12 +9,10 @@ fitted again on every sequence (so the guard costs a second pass), a rejected ch
 registered with the weights as cut (`reconstruction` unset, `reconstruction_rejected` saying why,
 a warning to the observer).
 
-A search's checkpoint that the stage chose among finalists (tyr with `tyr_finalists`) keeps the
-checked fit instead: the judge compared fits, not structures, and the one it chose is the one the
-user gets. Why: refit again on every sequence, the chosen fit regressed (stories260K at 0.5, 3
-seeds: 24.34 / 24.40 / 25.42 held-out TinyStories perplexity as judged, 24.28 / 25.34 / 27.44 after
-the second pass; docs/benchmarks.md §9), while for a ranking method's checkpoints, chosen without
-looking at any fit, the second pass helps by 1–3% on average (the same section)."""
+A tyr checkpoint the stage judged among finalists (`tyr_finalists`) gets the second pass too, though
+the judge compared the checked fits: shipping the checked fit instead was tried and measured
+(bench/second_pass.py, stories260K, 0.4 and 0.5, six seeds) and it was no better in domain (checked ÷
+every 0.99 on seeds 0–2, 1.04 and 1.01 on seeds 3–5), so every checkpoint is refit the same way."""
 
 from __future__ import annotations
 
@@ -46,13 +44,6 @@ def needs_reconstruction(settings: PruneSettings) -> bool:
     if get_method(settings.method).searches and settings.tyr_refit != "stage":
         return False
     return get_reconstruction(settings.reconstruct).refits
-
-
-def ships_checked_fit(settings: PruneSettings) -> bool:
-    """Whether a guarded checkpoint keeps the fit the guard checked (solved without the held-back
-    sequences) instead of that refit solved again on every sequence: a search's checkpoints that
-    the stage judged among finalists, whose choice was of that very fit."""
-    return get_method(settings.method).searches and settings.tyr_finalists > 0
 
 
 def reconstruction_examples(calibration: list[Example], extra: list[Example], settings: PruneSettings) -> list[Example]:
@@ -99,8 +90,7 @@ def reconstruct_checkpoints(
             "the refit is kept unchecked"
         )
     caught = catch_inputs(model, adapter, batches)
-    judged = ships_checked_fit(settings)
-    passes = 2 if held and not judged else 1  # guarded: the checked fit, then the kept one on every sequence
+    passes = 2 if held else 1  # guarded: the checked fit, then the kept one on every sequence
     layers = len(adapter.layers(model))
     nested = not get_method(settings.method).searches
     for record in pending:
@@ -142,9 +132,8 @@ def reconstruct_checkpoints(
                 verdict.cut_loss,
                 "kept" if verdict.keep else "rejected",
             )
-            if verdict.keep:
-                if not judged:  # the same refit on every sequence: what was checked, with a third more tokens
-                    result = refit(False)
+            if verdict.keep:  # the same refit on every sequence: what was checked, with a third more tokens
+                result = refit(False)
             else:
                 observer.on_reconstruction_progress(record, passes * layers, passes * layers)
                 record.reconstruction_rejected = (
