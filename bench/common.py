@@ -57,6 +57,19 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_split_run_arguments(parser: argparse.ArgumentParser, seeds: int = 3) -> None:
+    """The options of the scripts measured on the TinyStories split (bench/tyr.py and those that share
+    its calibration and windows), so their defaults cannot drift apart."""
+    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--eval-windows", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=16, help="gisp's schedule steps")
+    parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
+
+
 def setup(args: argparse.Namespace) -> None:
     quiet_transformers()
     torch.set_num_threads(args.threads)

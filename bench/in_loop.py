@@ -25,16 +25,9 @@ CONFIGS: dict[str, dict] = {
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--eval-windows", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=16)
+    common.add_split_run_arguments(parser)
     parser.add_argument("--ns-items", type=int, default=200, help="next-sentence items (held-out TinyStories)")
     parser.add_argument("--reference", default="gisp+default", help="config the ratio table divides by")
-    parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     args = parser.parse_args()
     if args.quick:
         args.targets, args.samples, args.eval_windows, args.seeds, args.steps = "0.5", 16, 8, 1, 4

@@ -155,15 +155,8 @@ def main() -> None:
         return
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--targets", default="0.2,0.3,0.4,0.5")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--eval-windows", type=int, default=48)
+    common.add_split_run_arguments(parser, seeds=1)
     parser.add_argument("--ns-items", type=int, default=200, help="next-sentence items (held-out TinyStories)")
-    parser.add_argument("--steps", type=int, default=16, help="gisp's schedule steps")
-    parser.add_argument("--model", type=Path, default=None, help="model folder or .gguf (default stories260K)")
     parser.add_argument(
         "--merge", nargs="+", type=Path, default=None, help="run nothing: one report of the runs in these --json files"
     )
