@@ -92,7 +92,9 @@ def main() -> None:
         help="only the cost line, on a random Llama of this size (--samples × --seq-len synthetic tokens)",
     )
     parser.add_argument(
-        "--cost-variants", default="lstsq,lstsq-select-anchored", help="variants the random cost line times"
+        "--cost-variants",
+        default="lstsq,lstsq-select-anchored",
+        help="variants the random cost line times (the stream alone); stage: the whole stage with the job defaults",
     )
     parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
     args = parser.parse_args()
@@ -348,16 +350,53 @@ def random_cost(args) -> None:
     ]
     for name in args.cost_variants.split(","):
         started = time.perf_counter()
-        reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
+        if name == "stage":
+            detail = stage_cost(loaded, examples, half, started)
+        else:
+            reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
+            detail = ""
         seconds = time.perf_counter() - started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         lines.append(
             f"{name}: {seconds:.1f} s = {seconds / forward:.1f}× the forward; peak RSS {rss / 2**20:.0f} MiB "
-            f"= {rss / weights:.2f}× the weight bytes"
+            f"= {rss / weights:.2f}× the weight bytes{detail}"
         )
         print(lines[0] + "\n" + lines[-1], flush=True)  # each variant as it finishes: a long run leaves a trace
     header = common.run_header(f"random-{args.cost_random} reconstruction cost", args)
     common.emit("\n".join([header, *lines]) + "\n", args)
+
+
+def stage_cost(loaded, examples, structure, started: float) -> str:
+    """Run the reconstruction stage as a job runs it (every default of `PruneSettings`: its variant,
+    the input-side refit, the residual share, the guard's checked fit, verdict and second pass) on one
+    checkpoint of `structure`, and say where its time went."""
+    import gisp
+    from gisp.pruner import PruneObserver, new_trajectory
+    from gisp.reconstruction.stage import reconstruct_checkpoints
+    from gisp.trajectory import CheckpointRecord
+
+    settings = gisp.PruneSettings(targets=[0.5], samples=len(examples), heldout=0)
+    trajectory = new_trajectory(loaded, settings, "synthetic")
+    trajectory.checkpoints.append(CheckpointRecord.of(structure, loaded.adapter.spec, 0.5, 0, 0.0))
+    marks: dict[str, float] = {}
+
+    class Clock(PruneObserver):
+        def on_reconstruction_progress(self, record, layers: int, total: int) -> None:
+            if layers == total // 2 and "checked" not in marks:  # the checked fit's last layer (two passes)
+                marks["checked"] = time.perf_counter()
+            print(f"  stage: layer {layers}/{total} at {time.perf_counter() - started:.0f} s", flush=True)
+
+    reconstruct_checkpoints(loaded, examples, settings, trajectory, Clock())
+    record = trajectory.checkpoints[0]
+    end = time.perf_counter()
+    verdict = "kept" if record.reconstruction else f"rejected ({record.reconstruction_rejected})"
+    if "checked" not in marks:
+        return f" ({settings.reconstruct}; guard {verdict})"
+    return (
+        f" ({settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual}; "
+        f"guard {verdict}; the checked fit {marks['checked'] - started:.1f} s, the verdict and the second pass "
+        f"{end - marks['checked']:.1f} s)"
+    )
 
 
 def report(args, targets, dense, rows, costs, cost) -> None:
