@@ -71,6 +71,8 @@ CONFIGS: dict[str, dict] = {
     "tyr+stage-anchored": dict(method="tyr", tyr_refit="stage", reconstruct="lstsq-anchored", tyr_finalists=0),
     # ... the stage judging the search's finalists and its start (tyr_finalists at its default, 8)
     "tyr+stage+finalists": dict(method="tyr", tyr_refit="stage"),
+    # ... started from GISP's one-shot allocation (the hybrid), its start judged beside the finalists
+    "tyr hybrid+stage+finalists": dict(method="tyr", tyr_start="gisp", tyr_refit="stage"),
 }
 
 
