@@ -96,6 +96,12 @@ def main() -> None:
         default="lstsq,lstsq-select-anchored",
         help="variants the random cost line times (the stream alone); stage: the whole stage with the job defaults",
     )
+    parser.add_argument(
+        "--cost-layers",
+        type=int,
+        default=0,
+        help="the stage cost line stops after this many layers of its checked fit (0: the whole stage)",
+    )
     parser.add_argument("--no-cost", action="store_true", help="skip the cost line (a second pruning run)")
     args = parser.parse_args()
     if args.cost_random:
@@ -348,29 +354,31 @@ def random_cost(args) -> None:
         f"random-{args.cost_random} ({weights / 2**20:.0f} MiB fp32 weights), {args.samples}×{args.seq_len} tokens, "
         f"forward {forward:.2f} s, peak RSS before the refit {rss0 / 2**20:.0f} MiB"
     ]
+    print(lines[0], flush=True)
     for name in args.cost_variants.split(","):
         started = time.perf_counter()
         if name == "stage":
-            detail = stage_cost(loaded, examples, half, started)
+            detail = stage_cost(loaded, examples, half, started, args.cost_layers)
         else:
             reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
             detail = ""
         seconds = time.perf_counter() - started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        lines.append(
-            f"{name}: {seconds:.1f} s = {seconds / forward:.1f}× the forward; peak RSS {rss / 2**20:.0f} MiB "
-            f"= {rss / weights:.2f}× the weight bytes{detail}"
-        )
+        what = f"{seconds:.1f} s" if "stopped" in detail else f"{seconds:.1f} s = {seconds / forward:.1f}× the forward"
+        lines.append(f"{name}: {what}; peak RSS {rss / 2**20:.0f} MiB = {rss / weights:.2f}× the weight bytes{detail}")
         print(lines[0] + "\n" + lines[-1], flush=True)  # each variant as it finishes: a long run leaves a trace
     header = common.run_header(f"random-{args.cost_random} reconstruction cost", args)
     common.emit("\n".join([header, *lines]) + "\n", args)
 
 
-def stage_cost(loaded, examples, structure, started: float) -> str:
+def stage_cost(loaded, examples, structure, started: float, stop_after: int = 0) -> str:
     """Run the reconstruction stage as a job runs it (every default of `PruneSettings`: its variant,
     the input-side refit, the residual share, the guard's checked fit, verdict and second pass) on one
-    checkpoint of `structure`, and say where its time went."""
+    checkpoint of `structure`, and say where its time went. `stop_after` > 0 stops it once that many
+    layers of the checked fit are done (a model too deep for the time at hand): the line then gives
+    the seconds per layer measured and the peak RSS so far, not the whole stage."""
     import gisp
+    from gisp.errors import PruningStopped
     from gisp.pruner import PruneObserver, new_trajectory
     from gisp.reconstruction.stage import reconstruct_checkpoints
     from gisp.trajectory import CheckpointRecord
@@ -379,14 +387,28 @@ def stage_cost(loaded, examples, structure, started: float) -> str:
     trajectory = new_trajectory(loaded, settings, "synthetic")
     trajectory.checkpoints.append(CheckpointRecord.of(structure, loaded.adapter.spec, 0.5, 0, 0.0))
     marks: dict[str, float] = {}
+    done: list[float] = []  # when each layer of the checked fit ended
 
     class Clock(PruneObserver):
         def on_reconstruction_progress(self, record, layers: int, total: int) -> None:
+            if layers <= total // 2:
+                done.append(time.perf_counter())
             if layers == total // 2 and "checked" not in marks:  # the checked fit's last layer (two passes)
                 marks["checked"] = time.perf_counter()
-            print(f"  stage: layer {layers}/{total} at {time.perf_counter() - started:.0f} s", flush=True)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+            print(f"  stage: layer {layers}/{total} at {time.perf_counter() - started:.0f} s, peak RSS {rss:.0f} MiB")
 
-    reconstruct_checkpoints(loaded, examples, settings, trajectory, Clock())
+        def should_stop(self) -> bool:
+            return 0 < stop_after <= len(done)
+
+    try:
+        reconstruct_checkpoints(loaded, examples, settings, trajectory, Clock())
+    except PruningStopped:
+        per_layer = (done[-1] - started) / len(done)
+        return (
+            f" (stopped after {len(done)} layers of the checked fit, as asked: {per_layer:.1f} s a layer; "
+            f"{settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual})"
+        )
     record = trajectory.checkpoints[0]
     end = time.perf_counter()
     verdict = "kept" if record.reconstruction else f"rejected ({record.reconstruction_rejected})"
