@@ -12,6 +12,7 @@ and the second half of c4_sample.jsonl (`common.mixed_calibration`; no held-out 
 from __future__ import annotations
 
 import copy
+import itertools
 import resource
 import sys
 import tempfile
@@ -405,8 +406,9 @@ def stage_cost(loaded, examples, structure, started: float, stop_after: int = 0)
         reconstruct_checkpoints(loaded, examples, settings, trajectory, Clock())
     except PruningStopped:
         per_layer = (done[-1] - started) / len(done)
+        each = ", ".join(f"{b - a:.0f}" for a, b in itertools.pairwise([started, *done]))
         return (
-            f" (stopped after {len(done)} layers of the checked fit, as asked: {per_layer:.1f} s a layer; "
+            f" (stopped after {len(done)} layers of the checked fit, as asked: {per_layer:.1f} s a layer, {each} s; "
             f"{settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual})"
         )
     record = trajectory.checkpoints[0]
