@@ -58,6 +58,7 @@ CONFIGS: dict[str, dict] = {
     "wanda-sp+lstsq": dict(method="wanda-sp", reconstruct="lstsq", reconstruct_inputs=False, reconstruct_residual=0.0),
     # the stage's current default (inputs, residual 1), and with its local target (reconstruct_target)
     "wanda-sp+default": dict(method="wanda-sp"),
+    "oneshot+default": dict(method="oneshot"),  # GISP's ranking in one step (the hybrid's start), the stage's default
     "gisp+default+local": dict(method="gisp", reconstruct_target="local"),
     "wanda-sp+default+local": dict(method="wanda-sp", reconstruct_target="local"),
     "tyr local only": dict(method="tyr", tyr_rounds=1, tyr_generations=0),
