@@ -43,9 +43,7 @@ def submit_job(
 ):
     """Validate everything (settings, model, datasets) before anything is queued, then enqueue."""
     with write_transaction(ctx.rt.sessions) as session:
-        job, created = service.create(
-            session, tenant, body, idempotency_key, ctx.models, ctx.rt.settings
-        )
+        job, created = service.create(session, tenant, body, idempotency_key, ctx.models, ctx.rt.settings)
         result = service.out(session, job)
     if created:
         try:  # after the commit: a worker must find the row. A failed send is re-sent by the reconciler.

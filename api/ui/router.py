@@ -160,9 +160,7 @@ async def submit(request: Request, session: Signed, ctx: Ctx) -> Response:
     try:
         body = JobCreate.model_validate(fields)
         with write_transaction(ctx.rt.sessions) as db:
-            job, _ = job_service.create(
-                db, session.tenant_id, body, None, ctx.models, ctx.rt.settings
-            )
+            job, _ = job_service.create(db, session.tenant_id, body, None, ctx.models, ctx.rt.settings)
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return await _jobs_with_error(request, session, ctx, message)
