@@ -359,25 +359,26 @@ def random_cost(args) -> None:
     for name in args.cost_variants.split(","):
         started = time.perf_counter()
         if name == "stage":
-            detail = stage_cost(loaded, examples, half, started, args.cost_layers)
+            detail, whole = stage_cost(loaded, examples, half, started, args.cost_layers)
         else:
             reconstruct(loaded.model, loaded.adapter, half, batches, get_reconstruction(name), 1e-2)
-            detail = ""
+            detail, whole = "", True
         seconds = time.perf_counter() - started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        what = f"{seconds:.1f} s" if "stopped" in detail else f"{seconds:.1f} s = {seconds / forward:.1f}× the forward"
+        what = f"{seconds:.1f} s = {seconds / forward:.1f}× the forward" if whole else f"{seconds:.1f} s"
         lines.append(f"{name}: {what}; peak RSS {rss / 2**20:.0f} MiB = {rss / weights:.2f}× the weight bytes{detail}")
         print(lines[0] + "\n" + lines[-1], flush=True)  # each variant as it finishes: a long run leaves a trace
     header = common.run_header(f"random-{args.cost_random} reconstruction cost", args)
     common.emit("\n".join([header, *lines]) + "\n", args)
 
 
-def stage_cost(loaded, examples, structure, started: float, stop_after: int = 0) -> str:
+def stage_cost(loaded, examples, structure, started: float, stop_after: int = 0) -> tuple[str, bool]:
     """Run the reconstruction stage as a job runs it (every default of `PruneSettings`: its variant,
     the input-side refit, the residual share, the guard's checked fit, verdict and second pass) on one
     checkpoint of `structure`, and say where its time went. `stop_after` > 0 stops it once that many
     layers of the checked fit are done (a model too deep for the time at hand): the line then gives
-    the seconds per layer measured and the peak RSS so far, not the whole stage."""
+    the seconds per layer measured and the peak RSS so far, not the whole stage. Returns the detail
+    and whether the whole stage ran."""
     import gisp
     from gisp.errors import PruningStopped
     from gisp.pruner import PruneObserver, new_trajectory
@@ -387,40 +388,36 @@ def stage_cost(loaded, examples, structure, started: float, stop_after: int = 0)
     settings = gisp.PruneSettings(targets=[0.5], samples=len(examples), heldout=0)
     trajectory = new_trajectory(loaded, settings, "synthetic")
     trajectory.checkpoints.append(CheckpointRecord.of(structure, loaded.adapter.spec, 0.5, 0, 0.0))
-    marks: dict[str, float] = {}
-    done: list[float] = []  # when each layer of the checked fit ended
+    layers = len(loaded.adapter.layers(loaded.model))
+    done: list[float] = []  # when each layer of the checked fit (the first pass) ended
 
     class Clock(PruneObserver):
-        def on_reconstruction_progress(self, record, layers: int, total: int) -> None:
-            if layers <= total // 2:
+        def on_reconstruction_progress(self, record, layer: int, total: int) -> None:
+            if layer <= layers and len(done) < layers:
                 done.append(time.perf_counter())
-            if layers == total // 2 and "checked" not in marks:  # the checked fit's last layer (two passes)
-                marks["checked"] = time.perf_counter()
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-            print(f"  stage: layer {layers}/{total} at {time.perf_counter() - started:.0f} s, peak RSS {rss:.0f} MiB")
+            print(f"  stage: layer {layer}/{total} at {time.perf_counter() - started:.0f} s, peak RSS {rss:.0f} MiB")
 
         def should_stop(self) -> bool:
             return 0 < stop_after <= len(done)
 
+    how = f"{settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual}"
     try:
         reconstruct_checkpoints(loaded, examples, settings, trajectory, Clock())
     except PruningStopped:
-        per_layer = (done[-1] - started) / len(done)
         each = ", ".join(f"{b - a:.0f}" for a, b in itertools.pairwise([started, *done]))
+        per_layer = (done[-1] - started) / len(done)
         return (
-            f" (stopped after {len(done)} layers of the checked fit, as asked: {per_layer:.1f} s a layer, {each} s; "
-            f"{settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual})"
+            f" (stopped after {len(done)} layers of the checked fit, as asked: "
+            f"{per_layer:.1f} s a layer, {each} s; {how})",
+            False,
         )
     record = trajectory.checkpoints[0]
-    end = time.perf_counter()
     verdict = "kept" if record.reconstruction else f"rejected ({record.reconstruction_rejected})"
-    if "checked" not in marks:
-        return f" ({settings.reconstruct}; guard {verdict})"
     return (
-        f" ({settings.reconstruct}, inputs {settings.reconstruct_inputs}, residual {settings.reconstruct_residual}; "
-        f"guard {verdict}; the checked fit {marks['checked'] - started:.1f} s, the verdict and the second pass "
-        f"{end - marks['checked']:.1f} s)"
-    )
+        f" ({how}; guard {verdict}; the checked fit {done[-1] - started:.1f} s, the verdict and the second pass "
+        f"{time.perf_counter() - done[-1]:.1f} s)"
+    ), True
 
 
 def report(args, targets, dense, rows, costs, cost) -> None:
